@@ -1,0 +1,33 @@
+//! Size caps and buffer bounds shared by client and server.
+//!
+//! Every message has a cap: a peer that announces more is cut off before the
+//! bytes are buffered, so hostile input cannot grow memory without bound.
+
+/// Largest handshake frame (Hello / HelloReply). Real ones are under 200 bytes;
+/// 64 KiB leaves room for many capabilities and still rejects garbage early.
+pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
+
+/// Largest encoded gRPC message either side accepts. Data moves in
+/// [`DATA_CHUNK`]-sized messages and directory listings in
+/// [`DIR_BATCH`]-entry batches, so honest traffic stays far below this.
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Size of the chunks files and process output are streamed in. 256 KiB keeps
+/// syscall and per-message overhead small while HTTP/2 can still interleave
+/// other streams' frames between chunks.
+pub const DATA_CHUNK: usize = 256 * 1024;
+
+/// Directory entries per streamed batch.
+pub const DIR_BATCH: usize = 512;
+
+/// HTTP/2 per-stream window: how many bytes one call may have in flight
+/// before the receiver reads them. Bounded, so a slow reader of a 1 GiB file
+/// holds at most this much in memory for that stream.
+pub const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// HTTP/2 connection window, shared by all streams of a connection.
+pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+
+/// How many gRPC messages a streaming call may queue on the server before the
+/// producer waits for the network.
+pub const STREAM_QUEUE: usize = 8;

@@ -1,0 +1,222 @@
+//! Running programs: the `Process` service.
+//!
+//! argv is passed to execve exactly as received: no shell ever re-splits it
+//! (the bug that bit distant: joining argv into one string loses quoting).
+//! stdout and stderr are read by separate tasks into one bounded queue, so
+//! each stream arrives complete and in order; when the client reads slowly
+//! the queue fills, the pipes fill, and the program waits: nothing is dropped.
+
+use super::request_path;
+use bytes::{Bytes, BytesMut};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
+use std::process::Stdio;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use yonder_proto::RemoteError;
+use yonder_proto::limits::{DATA_CHUNK, STREAM_QUEUE};
+use yonder_proto::pb::{self, ErrorKind, exec_input, exec_output, process_server::Process};
+
+type OutStream = Pin<Box<dyn futures::Stream<Item = Result<pb::ExecOutput, Status>> + Send>>;
+
+#[derive(Debug, Default, Clone)]
+pub struct ProcessService;
+
+fn out(m: exec_output::Message) -> Result<pb::ExecOutput, Status> {
+    Ok(pb::ExecOutput { message: Some(m) })
+}
+
+fn spawn(start: &pb::ExecStart) -> Result<Child, RemoteError> {
+    let program = request_path(&start.program)?;
+    let mut cmd = Command::new(&program);
+    cmd.args(start.args.iter().map(|a| OsStr::from_bytes(a)));
+    if start.clear_env {
+        cmd.env_clear();
+    }
+    for var in &start.env {
+        if var.name.is_empty() || var.name.contains(&b'=') || var.name.contains(&0) {
+            return Err(RemoteError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "invalid environment variable name {:?}",
+                    String::from_utf8_lossy(&var.name)
+                ),
+            ));
+        }
+        cmd.env(OsStr::from_bytes(&var.name), OsStr::from_bytes(&var.value));
+    }
+    if let Some(cwd) = &start.cwd {
+        let cwd = request_path(cwd)?;
+        // Check first: a missing cwd and a missing program both surface from
+        // spawn as ENOENT, and the user needs to know which one it was.
+        match std::fs::metadata(&cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(RemoteError::new(
+                    ErrorKind::NotADirectory,
+                    "the working directory is not a directory",
+                )
+                .with_path(&cwd));
+            }
+            Err(e) => return Err(RemoteError::from_io(&e, &cwd)),
+        }
+        cmd.current_dir(cwd);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // Dropping the call (client cancelled, connection lost) kills the program.
+    cmd.kill_on_drop(true);
+    cmd.spawn().map_err(|e| {
+        let mut err = RemoteError::from_io(&e, &program);
+        if err.kind == ErrorKind::NotFound {
+            err.message = "no such program (looked up in PATH when it has no slash)".into();
+        }
+        err
+    })
+}
+
+async fn pump<R: AsyncRead + Unpin>(
+    mut r: R,
+    tx: mpsc::Sender<Result<pb::ExecOutput, Status>>,
+    wrap: fn(Bytes) -> exec_output::Message,
+) {
+    loop {
+        let mut buf = BytesMut::zeroed(DATA_CHUNK);
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(out(wrap(buf.freeze()))).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Applies the client's input messages until the client closes its side.
+/// Fires `broken` when the client broke the stream (cancelled), which ends
+/// the program; a clean close of the client's side only means "no more
+/// messages".
+async fn feed(
+    mut input: Streaming<pb::ExecInput>,
+    mut stdin: Option<ChildStdin>,
+    pid: Option<u32>,
+    broken: tokio::sync::oneshot::Sender<()>,
+) {
+    loop {
+        let msg = match input.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(_) => {
+                let _ = broken.send(());
+                return;
+            }
+        };
+        match msg.message {
+            Some(exec_input::Message::Stdin(data)) => {
+                if let Some(s) = stdin.as_mut()
+                    && s.write_all(&data).await.is_err()
+                {
+                    // The program closed its stdin: further input has nowhere
+                    // to go, exactly as with a local pipe.
+                    stdin = None;
+                }
+            }
+            Some(exec_input::Message::CloseStdin(_)) => stdin = None,
+            Some(exec_input::Message::Signal(sig)) => {
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    // SAFETY: kill(2) with a pid we spawned and have not reaped
+                    // (the wait happens in the same call's task).
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+            Some(exec_input::Message::Start(_)) | None => {}
+        }
+    }
+}
+
+async fn run(mut input: Streaming<pb::ExecInput>) -> Result<OutStream, RemoteError> {
+    let first = input
+        .message()
+        .await
+        .map_err(|s| RemoteError::from_status(&s))?
+        .and_then(|m| m.message);
+    let Some(exec_input::Message::Start(start)) = first else {
+        return Err(RemoteError::new(
+            ErrorKind::InvalidArgument,
+            "an exec call must begin with its start message",
+        ));
+    };
+    let mut child = spawn(&start)?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let stdin = child.stdin.take();
+    tokio::spawn(async move {
+        let _ = tx
+            .send(out(exec_output::Message::StartedPid(pid.unwrap_or(0))))
+            .await;
+        let o = tokio::spawn(pump(stdout, tx.clone(), exec_output::Message::Stdout));
+        let e = tokio::spawn(pump(stderr, tx.clone(), exec_output::Message::Stderr));
+        let (broken_tx, mut broken_rx) = tokio::sync::oneshot::channel();
+        let feeder = tokio::spawn(feed(input, stdin, pid, broken_tx));
+        let status = tokio::select! {
+            status = child.wait() => status,
+            Ok(()) = &mut broken_rx => {
+                let _ = child.kill().await;
+                feeder.abort();
+                return;
+            }
+            // The client went away: stop the program instead of leaving it
+            // running with nobody to read its output.
+            () = tx.closed() => {
+                let _ = child.kill().await;
+                feeder.abort();
+                return;
+            }
+        };
+        // Both pipes must reach EOF before the exit message, so no output is
+        // ever reported after the exit. A daemonised grandchild holding a pipe
+        // open keeps it open; that matches what a local shell shows.
+        let _ = o.await;
+        let _ = e.await;
+        feeder.abort();
+        let exit = match status {
+            Ok(s) => pb::ExecExit {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(err) => {
+                let _ = tx
+                    .send(Err(RemoteError::new(
+                        ErrorKind::Io,
+                        format!("waiting for the program: {err}"),
+                    )
+                    .to_status()))
+                    .await;
+                return;
+            }
+        };
+        let _ = tx.send(out(exec_output::Message::Exit(exit))).await;
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+#[tonic::async_trait]
+impl Process for ProcessService {
+    type ExecStream = OutStream;
+    async fn exec(
+        &self,
+        req: Request<Streaming<pb::ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        Ok(Response::new(run(req.into_inner()).await?))
+    }
+}
