@@ -156,8 +156,8 @@ impl RemoteError {
     /// (transport failures, limits enforced by the gRPC layer) are classified
     /// by their gRPC code.
     pub fn from_status(status: &tonic::Status) -> Self {
-        if let Ok(d) = pb::ErrorDetail::decode(status.details()) {
-            if d.kind != 0 {
+        if let Ok(d) = pb::ErrorDetail::decode(status.details())
+            && d.kind != 0 {
                 let opt = |b: &[u8]| (!b.is_empty()).then(|| paths::from_wire(b));
                 return Self {
                     kind: ErrorKind::try_from(d.kind).unwrap_or(ErrorKind::Internal),
@@ -167,7 +167,6 @@ impl RemoteError {
                     errno: (d.errno != 0).then_some(d.errno),
                 };
             }
-        }
         use tonic::Code;
         let kind = match status.code() {
             Code::NotFound => ErrorKind::NotFound,

@@ -15,7 +15,8 @@ pub async fn run(run_dir: Option<&Path>, args: ExecArgs) -> anyhow::Result<()> {
     let (target, client) = connect(run_dir, &args.target).await?;
     let mut argv = args.argv.into_iter();
     let program = argv.next().context("no program given")?;
-    let mut req = ExecRequest::new(program).args(argv);
+    let program = std::path::PathBuf::from(program);
+    let mut req = ExecRequest::new(program.clone()).args(argv);
     for kv in &args.env {
         let (k, v) = kv
             .split_once('=')
@@ -32,9 +33,11 @@ pub async fn run(run_dir: Option<&Path>, args: ExecArgs) -> anyhow::Result<()> {
     let mut proc = match client.exec(req).await {
         Ok(p) => p,
         Err(e) => {
+            use yonder_proto::pb::ErrorKind;
+            let about_program = e.path.as_deref() == Some(program.as_path());
             let code = match e.kind {
-                yonder_proto::pb::ErrorKind::NotFound => 127,
-                yonder_proto::pb::ErrorKind::PermissionDenied => 126,
+                ErrorKind::NotFound if about_program => 127,
+                ErrorKind::PermissionDenied if about_program => 126,
                 _ => crate::EXIT_FAILURE.into(),
             };
             eprintln!("yonder: {e}");

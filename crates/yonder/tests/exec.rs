@@ -1,0 +1,198 @@
+//! Running programs: argv arrives intact, output is never lost, exit codes
+//! and signals come back, and dropping the call kills the program.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::ffi::OsString;
+use yonder_client::{ExecRequest, ProcessEvent};
+use yonder_proto::pb::ErrorKind;
+
+const AWKWARD_ARGS: [&str; 9] = [
+    "two words",
+    "",
+    "'single'",
+    "\"double\"",
+    "line\nbreak",
+    "$HOME `id` $(id)",
+    "back\\slash",
+    "*",
+    " leading and trailing ",
+];
+
+#[test]
+fn the_cli_passes_argv_exactly_and_propagates_exit_codes() {
+    let d = Daemon::start();
+    // printf '%s\0' prints each argument NUL-terminated: any re-splitting or
+    // quoting damage shows up as a different byte string.
+    let (code, out, err) = run(d
+        .cli()
+        .args(["exec", "local", "--", "printf", "%s\\0"])
+        .args(AWKWARD_ARGS));
+    assert_eq!(code, 0, "{err}");
+    let got: Vec<&[u8]> = out.split(|b| *b == 0).collect();
+    let mut want: Vec<&[u8]> = AWKWARD_ARGS.iter().map(|a| a.as_bytes()).collect();
+    want.push(b"");
+    assert_eq!(got, want);
+
+    let (code, _, _) = run(d.cli().args(["exec", "local", "--", "sh", "-c", "exit 42"]));
+    assert_eq!(code, 42);
+    let (code, _, _) = run(d
+        .cli()
+        .args(["exec", "local", "--", "sh", "-c", "kill -TERM $$"]));
+    assert_eq!(code, 128 + 15);
+    let (code, _, err) = run(d
+        .cli()
+        .args(["exec", "local", "--", "no-such-program-here"]));
+    assert_eq!(code, 127);
+    assert!(err.contains("no-such-program-here"), "{err}");
+}
+
+#[test]
+fn the_cli_sets_cwd_and_env_and_forwards_stdin() {
+    let d = Daemon::start();
+    let w = d.work();
+    let (code, out, err) = run(d.cli().args(["exec", "local", "--cwd"]).arg(&w).args([
+        "--env",
+        "GREETING=hi there",
+        "--",
+        "sh",
+        "-c",
+        "pwd; echo \"$GREETING\"",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("{}\nhi there\n", w.display())
+    );
+
+    let (code, _, err) =
+        run(d
+            .cli()
+            .args(["exec", "local", "--cwd", "/no/such/dir", "--", "true"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such/dir"), "{err}");
+
+    use std::io::Write;
+    let mut child = d
+        .cli()
+        .args(["exec", "local", "--", "tr", "a-z", "A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through the pipe\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"THROUGH THE PIPE\n");
+}
+
+#[tokio::test]
+async fn the_library_keeps_argv_bytes_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStringExt;
+    let d = Daemon::start();
+    let c = d.client().await;
+    let odd = OsString::from_vec(b"\xff\xfe-\x01".to_vec());
+    let out = c
+        .exec(ExecRequest::new("printf").args([OsString::from("%s"), odd]))
+        .await
+        .unwrap()
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"\xff\xfe-\x01");
+}
+
+/// 100,000 lines on stdout and 100,000 on stderr, 20 times: every byte
+/// arrives, in order, on the right stream.
+#[tokio::test]
+async fn no_output_is_lost() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let want_out: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    let want_err: String = (1..=100_000).map(|i| format!("e{i}\n")).collect();
+    for round in 0..20 {
+        let req = ExecRequest::new("sh")
+            .args(["-c", "seq 1 100000 & seq 1 100000 | sed s/^/e/ >&2; wait"]);
+        let out = c.exec(req).await.unwrap().output().await.unwrap();
+        assert!(out.status.success(), "round {round}: {:?}", out.status);
+        assert!(
+            out.stdout == want_out.as_bytes(),
+            "round {round}: stdout differs ({} bytes)",
+            out.stdout.len()
+        );
+        assert!(
+            out.stderr == want_err.as_bytes(),
+            "round {round}: stderr differs ({} bytes)",
+            out.stderr.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn stdin_signals_and_exit_status_through_the_library() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let p = c.exec(ExecRequest::new("cat")).await.unwrap();
+    let ctl = p.control();
+    ctl.write_stdin(Bytes::from_static(b"echo me\n"))
+        .await
+        .unwrap();
+    let out = p.output().await.unwrap();
+    assert_eq!(out.stdout, b"echo me\n");
+
+    let mut p = c.exec(ExecRequest::new("sleep").arg("100")).await.unwrap();
+    p.control().signal(libc::SIGKILL).await.unwrap();
+    let mut status = None;
+    while let Some(ev) = p.next_event().await {
+        if let ProcessEvent::Exit(s) = ev.unwrap() {
+            status = Some(s);
+        }
+    }
+    let status = status.unwrap();
+    assert_eq!((status.code, status.signal), (None, Some(libc::SIGKILL)));
+    assert_eq!(status.as_shell_code(), 137);
+
+    let e = c
+        .exec(ExecRequest::new("/no/such/program"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(
+        e.path.as_deref(),
+        Some(std::path::Path::new("/no/such/program"))
+    );
+}
+
+#[tokio::test]
+async fn dropping_a_running_program_kills_it() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let pidfile = d.work().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+    let mut p = c
+        .exec(ExecRequest::new("sh").args(["-c", &script]))
+        .await
+        .unwrap();
+    eventually("pid file", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(pid));
+    // Read nothing more: just drop the call.
+    let _ = &mut p;
+    drop(p);
+    eventually("the program is killed", || !pid_alive(pid)).await;
+    // The connection is still good.
+    assert!(c.info().await.is_ok());
+}
