@@ -157,16 +157,17 @@ impl RemoteError {
     /// by their gRPC code.
     pub fn from_status(status: &tonic::Status) -> Self {
         if let Ok(d) = pb::ErrorDetail::decode(status.details())
-            && d.kind != 0 {
-                let opt = |b: &[u8]| (!b.is_empty()).then(|| paths::from_wire(b));
-                return Self {
-                    kind: ErrorKind::try_from(d.kind).unwrap_or(ErrorKind::Internal),
-                    message: d.message,
-                    path: opt(&d.path),
-                    other_path: opt(&d.other_path),
-                    errno: (d.errno != 0).then_some(d.errno),
-                };
-            }
+            && d.kind != 0
+        {
+            let opt = |b: &[u8]| (!b.is_empty()).then(|| paths::from_wire(b));
+            return Self {
+                kind: ErrorKind::try_from(d.kind).unwrap_or(ErrorKind::Internal),
+                message: d.message,
+                path: opt(&d.path),
+                other_path: opt(&d.other_path),
+                errno: (d.errno != 0).then_some(d.errno),
+            };
+        }
         use tonic::Code;
         let kind = match status.code() {
             Code::NotFound => ErrorKind::NotFound,
