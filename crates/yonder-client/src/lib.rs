@@ -28,9 +28,15 @@ use yonder_proto::limits::{
 };
 use yonder_proto::paths::{from_wire, to_wire};
 use yonder_proto::pb::{
-    self, ErrorKind, exec_input, exec_output, fs_client::FsClient, process_client::ProcessClient,
-    system_client::SystemClient,
+    self, ErrorKind, exec_input, exec_output, forward_client::ForwardClient, fs_client::FsClient,
+    process_client::ProcessClient, search_client::SearchClient, system_client::SystemClient,
+    terminal_client::TerminalClient, watch_client::WatchClient,
 };
+
+pub mod forward;
+pub mod search;
+pub mod terminal;
+pub mod watch;
 
 pub use yonder_proto::RemoteError;
 pub use yonder_proto::pb::{DirEntry, FileType, Metadata, SystemInfo, WriteReply};
@@ -75,6 +81,10 @@ pub struct Client {
     fs: FsClient<Channel>,
     process: ProcessClient<Channel>,
     system: SystemClient<Channel>,
+    pub(crate) terminal: TerminalClient<Channel>,
+    pub(crate) watch: WatchClient<Channel>,
+    pub(crate) search: SearchClient<Channel>,
+    pub(crate) forward: ForwardClient<Channel>,
     hello: Arc<ServerHello>,
 }
 
@@ -86,7 +96,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn remote(s: tonic::Status) -> RemoteError {
+pub(crate) fn remote(s: tonic::Status) -> RemoteError {
     RemoteError::from_status(&s)
 }
 
@@ -342,7 +352,17 @@ impl Client {
             process: ProcessClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            system: SystemClient::new(channel),
+            system: SystemClient::new(channel.clone()),
+            terminal: TerminalClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            watch: WatchClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE),
+            search: SearchClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            forward: ForwardClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
             hello,
         })
     }

@@ -7,7 +7,11 @@
 //! services. A connection that sends garbage is logged and closed; it never
 //! takes the daemon or other connections down.
 
-use crate::ops::{exec::ProcessService, fs::FsService, system::SystemService};
+use crate::ops::terminal::{Registry, TerminalService};
+use crate::ops::{
+    exec::ProcessService, forward::ForwardService, fs::FsService, search::SearchService,
+    system::SystemService, watch::WatchService,
+};
 use crate::rundir::RunDir;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -25,7 +29,9 @@ use tonic::service::Routes;
 use yonder_proto::handshake;
 use yonder_proto::limits::{CONNECTION_WINDOW, MAX_MESSAGE, STREAM_WINDOW};
 use yonder_proto::pb::{
-    fs_server::FsServer, process_server::ProcessServer, system_server::SystemServer,
+    forward_server::ForwardServer, fs_server::FsServer, process_server::ProcessServer,
+    search_server::SearchServer, system_server::SystemServer, terminal_server::TerminalServer,
+    watch_server::WatchServer,
 };
 
 /// Default idle time before the daemon exits. Long enough that a laptop lid
@@ -64,6 +70,8 @@ pub struct DaemonOptions {
     pub listen: Vec<Listen>,
     /// `None` means never exit for idleness.
     pub idle_timeout: Option<Duration>,
+    /// How long a terminal may stay detached before it is ended.
+    pub terminal_grace: Duration,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -118,7 +126,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-fn routes() -> Routes {
+fn routes(terminals: Arc<Registry>) -> Routes {
     Routes::new(
         FsServer::new(FsService)
             .max_decoding_message_size(MAX_MESSAGE)
@@ -130,6 +138,24 @@ fn routes() -> Routes {
             .max_encoding_message_size(MAX_MESSAGE),
     )
     .add_service(SystemServer::new(SystemService))
+    .add_service(
+        TerminalServer::new(TerminalService {
+            registry: terminals,
+        })
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE),
+    )
+    .add_service(WatchServer::new(WatchService).max_encoding_message_size(MAX_MESSAGE))
+    .add_service(
+        SearchServer::new(SearchService)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+    )
+    .add_service(
+        ForwardServer::new(ForwardService)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+    )
     .prepare()
 }
 
@@ -319,7 +345,8 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
         idle_since: Mutex::new(Instant::now()),
         next_id: AtomicU64::new(1),
     });
-    let routes = routes();
+    let terminals = Arc::new(Registry::new(opts.terminal_grace));
+    let routes = routes(terminals.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| DaemonError::Io {
             what: "cannot handle signals for",
@@ -366,6 +393,7 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
             _ = tick.tick() => {
                 if let Some(idle) = opts.idle_timeout
                     && activity.connections.load(Ordering::SeqCst) == 0
+                    && terminals.live() == 0
                     && activity.idle_since.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= idle
                 {
                     tracing::info!("no client for {idle:?}: exiting");

@@ -49,6 +49,35 @@ pub enum Command {
     Exec(ExecArgs),
     /// File operations on the target.
     Fs(FsArgs),
+    /// Open an interactive shell (or COMMAND) in a terminal that survives disconnects.
+    ///
+    /// The terminal lives on the target: if the connection drops or this client
+    /// is killed, the shell keeps running; `yonder terminals TARGET attach ID`
+    /// re-attaches. Exits with the shell's exit status.
+    Shell {
+        target: String,
+        /// Working directory on the target.
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// Run this instead of the login shell.
+        #[arg(last = true, value_name = "COMMAND [ARGS]...")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// List the target's terminals, or attach to or kill one.
+    Terminals {
+        target: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        op: Option<TerminalsOp>,
+    },
+    /// Search file contents on the target, like rg (prints path:line:column:text).
+    Search(SearchArgs),
+    /// Find files by name on the target, fuzzy-ranked (for quick open).
+    Find(FindArgs),
+    /// Forward TCP ports between here and the target, like ssh -L / -R.
+    Forward(ForwardArgs),
     /// Show the target's OS, architecture, user and yonder version.
     Info {
         target: String,
@@ -82,6 +111,108 @@ pub struct ExecArgs {
     /// The program, then its arguments.
     #[arg(last = true, required = true, value_name = "PROGRAM [ARGS]...")]
     pub argv: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TerminalsOp {
+    /// Re-attach to a terminal: its recent output, then live.
+    Attach { id: String },
+    /// End a terminal (SIGHUP to its process group, like closing the window).
+    Kill { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    pub target: String,
+    /// A regular expression (Rust regex syntax, like rg), or a literal with -F.
+    pub pattern: String,
+    /// Where to search (default: the current directory on `local`, home elsewhere).
+    pub path: Option<PathBuf>,
+    /// Case-insensitive.
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+    /// Case-insensitive unless the pattern has an uppercase letter.
+    #[arg(short = 'S', long)]
+    pub smart_case: bool,
+    /// Match whole words only.
+    #[arg(short = 'w', long)]
+    pub word_regexp: bool,
+    /// Treat the pattern as a literal string.
+    #[arg(short = 'F', long)]
+    pub fixed_strings: bool,
+    /// Include or (with a leading !) exclude files matching GLOB (repeatable).
+    #[arg(short = 'g', long = "glob", value_name = "GLOB")]
+    pub globs: Vec<String>,
+    /// Search hidden files and directories.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Do not honour .gitignore/.ignore files.
+    #[arg(long)]
+    pub no_ignore: bool,
+    /// Follow symbolic links.
+    #[arg(short = 'L', long)]
+    pub follow: bool,
+    /// Stop after this many matching lines in total.
+    #[arg(short = 'm', long, value_name = "NUM")]
+    pub max_count: Option<u64>,
+    /// Skip files larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_filesize: Option<u64>,
+    /// Lines of context after each match.
+    #[arg(short = 'A', long, value_name = "NUM")]
+    pub after_context: Option<u32>,
+    /// Lines of context before each match.
+    #[arg(short = 'B', long, value_name = "NUM")]
+    pub before_context: Option<u32>,
+    /// Lines of context before and after each match.
+    #[arg(short = 'C', long, value_name = "NUM")]
+    pub context: Option<u32>,
+    /// Print JSON lines (one object per match or context line, then a summary).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    pub target: String,
+    /// Characters of the name, in order (fuzzy, like an editor's quick open).
+    pub query: String,
+    /// Where to look (default: the current directory on `local`, home elsewhere).
+    pub path: Option<PathBuf>,
+    /// How many results to print.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub max: u32,
+    /// Include hidden files and directories.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Do not honour .gitignore/.ignore files.
+    #[arg(long)]
+    pub no_ignore: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    pub target: String,
+    /// Local to remote, like ssh -L: [BIND:]LOCALPORT:HOST:PORT (LOCALPORT 0 picks a free port).
+    #[arg(value_name = "[BIND:]LOCALPORT:HOST:PORT")]
+    pub local: Vec<String>,
+    /// Remote to local, like ssh -R: [BIND:]REMOTEPORT:HOST:PORT (repeatable).
+    #[arg(
+        long = "remote",
+        short = 'R',
+        value_name = "[BIND:]REMOTEPORT:HOST:PORT"
+    )]
+    pub remote: Vec<String>,
+    /// Forward every port the target's processes start listening on, to the
+    /// same local port when free (else a free one), like VS Code's auto-forward.
+    #[arg(long)]
+    pub auto: bool,
+    /// Print the mappings as JSON lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +311,31 @@ pub enum FsOp {
         target: PathBuf,
         link: PathBuf,
     },
+    /// Watch a directory tree and print changes as they happen.
+    Watch {
+        path: PathBuf,
+        /// Do not report paths matching GLOB (gitignore syntax; repeatable).
+        #[arg(long = "ignore", value_name = "GLOB")]
+        ignore: Vec<String>,
+        /// Also honour .gitignore files in the tree.
+        #[arg(long)]
+        gitignore: bool,
+        /// Poll instead of using kernel events (for mounts that deliver none).
+        #[arg(long)]
+        poll: bool,
+        /// Polling interval in milliseconds.
+        #[arg(long, value_name = "MS")]
+        poll_interval: Option<u32>,
+        /// Quiet period before changes are reported, in milliseconds.
+        #[arg(long, value_name = "MS")]
+        debounce: Option<u32>,
+        /// At most this many kernel watches; the rest of the tree is polled.
+        #[arg(long, value_name = "N")]
+        max_watches: Option<u32>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a symlink's target.
     Readlink { path: PathBuf },
     /// Print the absolute path with every symlink resolved.
@@ -198,6 +354,9 @@ pub enum ServerCommand {
         /// Exit after this many seconds with no client (0: never).
         #[arg(long, value_name = "SECS", default_value_t = yonder_server::daemon::DEFAULT_IDLE_TIMEOUT.as_secs())]
         idle_timeout: u64,
+        /// End a terminal that has had no client attached for this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = yonder_server::ops::terminal::DEFAULT_TERMINAL_GRACE.as_secs())]
+        terminal_grace: u64,
     },
     /// Relay stdin/stdout to the daemon, starting it when none runs.
     Proxy,

@@ -112,6 +112,7 @@ pub async fn run(run_dir: Option<&Path>, args: FsArgs) -> anyhow::Result<()> {
             target: t,
             link,
         } => Ok(client.symlink(&t, rp(&link)?).await?),
+        op @ FsOp::Watch { .. } => crate::watch_cmd::run(&client, local, op).await,
         FsOp::Readlink { path } => print_path(&client.read_link(rp(&path)?).await?),
         FsOp::Realpath { path } => print_path(&client.canonicalize(rp(&path)?).await?),
     }

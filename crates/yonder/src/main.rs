@@ -7,8 +7,12 @@
 mod cli;
 mod exec_cmd;
 mod format;
+mod forward_cmd;
 mod fs_cmd;
 mod progress;
+mod search_cmd;
+mod terminal_cmd;
+mod watch_cmd;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
@@ -115,6 +119,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Exec(args) => exec_cmd::run(run_dir, args).await,
         Command::Fs(args) => fs_cmd::run(run_dir, args).await,
+        Command::Shell {
+            target,
+            cwd,
+            command,
+        } => terminal_cmd::shell(run_dir, &target, cwd, command).await,
+        Command::Terminals { target, json, op } => {
+            terminal_cmd::terminals(run_dir, &target, json, op).await
+        }
+        Command::Search(args) => search_cmd::search(run_dir, args).await,
+        Command::Find(args) => search_cmd::find(run_dir, args).await,
+        Command::Forward(args) => forward_cmd::run(run_dir, args).await,
         Command::Info { target, json } => {
             let (_, client) = connect(run_dir, &target).await?;
             let info = client.info().await?;
@@ -138,6 +153,7 @@ async fn server(run_dir: Option<&std::path::Path>, command: ServerCommand) -> an
         ServerCommand::Daemon {
             listen,
             idle_timeout,
+            terminal_grace,
         } => {
             let run = RunDir::open(dir)?;
             let opts = yonder_server::daemon::DaemonOptions {
@@ -147,6 +163,7 @@ async fn server(run_dir: Option<&std::path::Path>, command: ServerCommand) -> an
                     .map(yonder_server::daemon::Listen::Tcp)
                     .collect(),
                 idle_timeout: (idle_timeout > 0).then(|| Duration::from_secs(idle_timeout)),
+                terminal_grace: Duration::from_secs(terminal_grace),
             };
             let outcome = yonder_server::daemon::run(opts).await?;
             tracing::info!("daemon ended: {outcome:?}");

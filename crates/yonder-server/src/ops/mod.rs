@@ -1,9 +1,12 @@
 //! The operations the server offers, one gRPC service per concept.
 
 pub mod exec;
+pub mod forward;
 pub mod fs;
+pub mod search;
 pub mod system;
-
+pub mod terminal;
+pub mod watch;
 use std::path::{Path, PathBuf};
 use yonder_proto::RemoteError;
 use yonder_proto::pb::ErrorKind;
