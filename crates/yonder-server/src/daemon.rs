@@ -145,14 +145,14 @@ fn routes(terminals: Arc<Registry>) -> Routes {
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE),
     )
-    .add_service(WatchServer::new(WatchService).max_encoding_message_size(MAX_MESSAGE))
+    .add_service(WatchServer::new(WatchService::default()).max_encoding_message_size(MAX_MESSAGE))
     .add_service(
-        SearchServer::new(SearchService)
+        SearchServer::new(SearchService::default())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
     )
     .add_service(
-        ForwardServer::new(ForwardService)
+        ForwardServer::new(ForwardService::default())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
     )
