@@ -346,6 +346,7 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
         next_id: AtomicU64::new(1),
     });
     let terminals = Arc::new(Registry::new(opts.terminal_grace));
+    terminals.start_reaper();
     let routes = routes(terminals.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| DaemonError::Io {

@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod forward;
 pub mod fs;
+pub mod pty;
 pub mod search;
 pub mod system;
 pub mod terminal;
