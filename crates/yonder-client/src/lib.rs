@@ -43,6 +43,11 @@ pub use yonder_proto::pb::{DirEntry, FileType, Metadata, SystemInfo, WriteReply}
 
 pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
 
+/// How long the server has to answer the handshake. Covers starting the
+/// daemon on a slow remote; a peer that never answers fails instead of
+/// hanging.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// HTTP/2 keep-alive: notices a dead link even while no call is active.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -306,8 +311,14 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let reply = handshake::client(&mut stream, token)
+        let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::client(&mut stream, token))
             .await
+            .map_err(|_| ConnectError::Handshake {
+                endpoint: endpoint.into(),
+                source: HandshakeError::Refused(format!(
+                    "no handshake reply within {HANDSHAKE_TIMEOUT:?}"
+                )),
+            })?
             .map_err(|source| ConnectError::Handshake {
                 endpoint: endpoint.into(),
                 source,

@@ -21,6 +21,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The first bytes of every yonder connection.
 pub const MAGIC: &[u8; 8] = b"YONDER\r\n";
 
+/// The first bytes of the server's reply. The client skips anything before
+/// them: a remote login shell may print a motd or `echo` from its rc files
+/// onto the same stdout before `yonder server proxy` starts.
+pub const SERVER_MAGIC: &[u8; 8] = b"YONDERS\n";
+
+/// Noise tolerated before the server's reply.
+pub const MAX_NOISE: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("connection closed or failed during the handshake: {0}")]
@@ -44,6 +52,8 @@ pub enum HandshakeError {
     Unauthenticated,
     #[error("the server refused the connection: {0}")]
     Refused(String),
+    #[error("no yonder server answered; the other side printed instead: {0:?}")]
+    Noise(String),
 }
 
 impl HandshakeError {
@@ -74,6 +84,33 @@ async fn write_frame<W: AsyncWrite + Unpin>(
     w.flush().await
 }
 
+/// Reads up to and including [`SERVER_MAGIC`], one byte at a time so that
+/// nothing after it (the reply, then HTTP/2) is consumed.
+async fn skip_noise<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), HandshakeError> {
+    let mut seen: Vec<u8> = Vec::with_capacity(64);
+    let mut b = [0u8; 1];
+    loop {
+        match stream.read(&mut b).await {
+            Ok(0) if seen.is_empty() => {
+                return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(0) => {
+                return Err(HandshakeError::Noise(show_bytes(
+                    &seen[seen.len().saturating_sub(300)..],
+                )));
+            }
+            Ok(_) => seen.push(b[0]),
+            Err(e) => return Err(e.into()),
+        }
+        if seen.ends_with(SERVER_MAGIC) {
+            return Ok(());
+        }
+        if seen.len() > MAX_NOISE {
+            return Err(HandshakeError::Noise(show_bytes(&seen[..300])));
+        }
+    }
+}
+
 /// Client side: greets the server and checks its reply.
 pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
@@ -86,6 +123,7 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
         token: bytes::Bytes::copy_from_slice(token),
     };
     write_frame(stream, MAGIC, &hello).await?;
+    skip_noise(stream).await?;
     let body = frame::read_one(stream, MAX_HANDSHAKE_FRAME).await?;
     let reply = HelloReply::decode(body).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
     match ErrorKind::try_from(reply.error_kind).unwrap_or(ErrorKind::Internal) {
@@ -156,7 +194,7 @@ pub async fn server<S: AsyncRead + AsyncWrite + Unpin>(
         reply.error_kind = e.kind() as i32;
         reply.error = e.to_string();
     }
-    write_frame(stream, &[], &reply).await?;
+    write_frame(stream, SERVER_MAGIC, &reply).await?;
     outcome.map(|()| hello)
 }
 
@@ -190,6 +228,7 @@ mod tests {
         };
         let fake_client = async {
             write_frame(&mut a, MAGIC, &hello).await.unwrap();
+            skip_noise(&mut a).await.unwrap();
             let body = frame::read_one(&mut a, MAX_HANDSHAKE_FRAME).await.unwrap();
             HelloReply::decode(body).unwrap()
         };
@@ -201,6 +240,30 @@ mod tests {
         );
         assert_eq!(reply.error_kind, ErrorKind::VersionMismatch as i32);
         assert!(reply.error.contains("protocol 99"), "{}", reply.error);
+    }
+
+    #[tokio::test]
+    async fn shell_noise_before_the_reply_is_skipped() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let noisy_server = async {
+            b.write_all(b"Welcome to Debian!\nmotd-noise\n")
+                .await
+                .unwrap();
+            server(&mut b, None).await
+        };
+        let (c, s) = tokio::join!(client(&mut a, b""), noisy_server);
+        assert!(c.is_ok() && s.is_ok(), "{c:?} {s:?}");
+        // Only noise, then the end: the error shows what was printed.
+        let (mut a, mut b) = tokio::io::duplex(1 << 20);
+        let fake = async {
+            b.write_all(b"bash: yonder: command not found\n")
+                .await
+                .unwrap();
+            drop(b);
+        };
+        let (c, ()) = tokio::join!(client(&mut a, b""), fake);
+        let msg = c.unwrap_err().to_string();
+        assert!(msg.contains("command not found"), "{msg}");
     }
 
     #[tokio::test]

@@ -55,11 +55,18 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// `$YONDER_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/yonder`, else `~/.yonder/run`.
+    /// `$YONDER_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/yonder/VERSION`, else
+    /// `~/.yonder/run/VERSION`. The version in the path lets an upgraded
+    /// client start its own daemon while an older one (serving an older
+    /// client) idles out, instead of the two refusing each other.
     pub fn default_path() -> Result<PathBuf, RunDirError> {
         if let Some(d) = std::env::var_os(RUNTIME_DIR_ENV).filter(|d| !d.is_empty()) {
             return Ok(PathBuf::from(d));
         }
+        Ok(Self::default_base()?.join(yonder_proto::YONDER_VERSION))
+    }
+
+    fn default_base() -> Result<PathBuf, RunDirError> {
         if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
             let d = PathBuf::from(d);
             // systemd makes it 0700 and ours; anything else (a stale value from

@@ -6,9 +6,13 @@
 //! [`Client`]. `local` is the daemon on this machine, started on demand; the
 //! other kinds are parsed now and connected by later work.
 
+pub mod askpass;
+pub mod ssh;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use yonder_client::{Client, ConnectError};
 use yonder_server::rundir::{RunDir, RunDirError};
@@ -52,6 +56,8 @@ pub enum TargetError {
     RunDir(#[from] RunDirError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
 }
 
 fn err(input: &str, reason: impl Into<String>) -> ParseTargetError {
@@ -210,12 +216,23 @@ impl fmt::Display for Target {
 }
 
 /// What connecting needs from the program using this crate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// The yonder executable that runs `server daemon` (usually our own).
     pub exe: PathBuf,
     /// The daemon's runtime directory; `None` for the default.
     pub run_dir: Option<PathBuf>,
+    /// Told about slow steps (connecting, installing the server).
+    pub reporter: Arc<dyn ssh::ConnectReporter>,
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("exe", &self.exe)
+            .field("run_dir", &self.run_dir)
+            .finish()
+    }
 }
 
 impl Target {
@@ -229,7 +246,24 @@ impl Target {
     pub async fn connect(&self, opts: &ConnectOptions) -> Result<Client, TargetError> {
         let what = match self {
             Target::Local => return connect_local(&opts.exe, opts.run_dir.as_deref()).await,
-            Target::Ssh { .. } => "SSH",
+            Target::Ssh { user, host, port } => {
+                // yonder's ControlMaster sockets live beside the daemon's
+                // socket: private to the user, short paths.
+                let base = match &opts.run_dir {
+                    Some(d) => d.clone(),
+                    None => RunDir::default_path()?,
+                };
+                let control = base.join("ssh");
+                return ssh::connect(
+                    user.clone(),
+                    host.clone(),
+                    *port,
+                    control,
+                    &opts.exe,
+                    opts.reporter.as_ref(),
+                )
+                .await;
+            }
             Target::Container { .. } => "container",
             Target::DevContainer { .. } => "dev container",
             Target::Wsl { .. } => "WSL",

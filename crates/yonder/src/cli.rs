@@ -87,6 +87,12 @@ pub enum Command {
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+    /// Relays an ssh prompt to the yonder process that started ssh (run by ssh).
+    #[command(hide = true)]
+    Askpass {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        prompt: Vec<String>,
+    },
     /// The server side: what runs on a target.
     #[command(hide = true)]
     Server {

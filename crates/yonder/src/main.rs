@@ -73,6 +73,7 @@ pub async fn connect(
     let opts = ConnectOptions {
         exe,
         run_dir: cli_run_dir.map(Into::into),
+        reporter: std::sync::Arc::new(progress::ConnectProgress::default()),
     };
     match t.connect(&opts).await {
         Ok(c) => Ok((t, c)),
@@ -140,6 +141,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Server { command } => server(run_dir, command).await,
+        Command::Askpass { prompt } => {
+            let code = yonder_target::askpass::client_main(&prompt.join(" "));
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(exit_with(code))
+            }
+        }
     }
 }
 

@@ -47,9 +47,38 @@ impl Progress {
         }
     }
 
+    pub fn position(&self) -> u64 {
+        self.bar.position()
+    }
+
     pub fn finish(&self) {
         if self.shown.load(Ordering::Relaxed) {
             self.bar.finish_and_clear();
+        }
+    }
+}
+
+/// Shows what a slow connect is doing: a status line, and a bar while the
+/// server is uploaded.
+#[derive(Debug, Default)]
+pub struct ConnectProgress {
+    upload: std::sync::Mutex<Option<Progress>>,
+}
+
+impl yonder_target::ssh::ConnectReporter for ConnectProgress {
+    fn status(&self, message: &str) {
+        tracing::info!("{message}");
+        if std::io::stderr().is_terminal() && message.starts_with("installing") {
+            eprintln!("yonder: {message}");
+        }
+    }
+
+    fn upload(&self, sent: u64, total: u64) {
+        let mut g = self.upload.lock().unwrap_or_else(|e| e.into_inner());
+        let p = g.get_or_insert_with(|| Progress::new(Some(total), "uploading the server"));
+        p.add(sent.saturating_sub(p.position()));
+        if sent >= total {
+            p.finish();
         }
     }
 }

@@ -157,9 +157,27 @@ async fn kill_ends_a_terminal_and_unknown_ids_are_not_found() {
     let c = d.client().await;
     let info = c.open_terminal(bash()).await.unwrap();
     let mut s = c.attach_terminal(&info.id, None).await.unwrap();
+    // Once the shell is up (a shell still starting may hold SIGHUP blocked;
+    // the kill then escalates to SIGKILL after a grace, tested below).
+    s.writer().write("echo up-$((1+1))\n").await.unwrap();
+    read_until(&mut s, 0, |o| o.contains("up-2")).await;
     c.kill_terminal(&info.id, 0).await.unwrap();
     let st = wait_exit(&mut s).await;
     assert_eq!(st.signal, Some(libc::SIGHUP), "{st:?}");
+    // A program that ignores SIGHUP is killed after the grace.
+    let stubborn = OpenTerminal {
+        program: Some("sh".into()),
+        args: vec!["-c".into(), "trap '' HUP; echo armed; sleep 100".into()],
+        rows: 24,
+        cols: 80,
+        ..Default::default()
+    };
+    let info = c.open_terminal(stubborn).await.unwrap();
+    let mut s = c.attach_terminal(&info.id, None).await.unwrap();
+    read_until(&mut s, 0, |o| o.contains("armed")).await;
+    c.kill_terminal(&info.id, 0).await.unwrap();
+    let st = wait_exit(&mut s).await;
+    assert_eq!(st.signal, Some(libc::SIGKILL), "{st:?}");
     let e = c.attach_terminal("nope", None).await.unwrap_err();
     assert_eq!(e.kind, yonder_proto::pb::ErrorKind::NotFound);
     let e = c

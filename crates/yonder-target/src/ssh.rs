@@ -1,0 +1,880 @@
+//! The SSH target: the user's own OpenSSH client, one master connection per
+//! host, the server installed over that connection, and `yonder server
+//! proxy` run through it.
+//!
+//! Everything goes through `ssh` so that every ssh_config feature works
+//! (Include, Match, ProxyJump, certificates, agents, hardware keys). Every
+//! prompt (password, passphrase, 2FA, unknown host key) reaches the user
+//! through `SSH_ASKPASS` pointing at yonder itself ([`crate::askpass`]).
+//! Host-key checking is never weakened.
+//!
+//! Remote commands are single-line `sh -c '…'` strings with no single quote,
+//! backslash, `!` or newline inside, so the user's login shell (bash, zsh,
+//! fish, tcsh) passes them to a POSIX `sh` unchanged.
+
+use crate::askpass::AskpassServer;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yonder_client::Client;
+
+/// Kept by the master after the last session ends, so the next `yonder`
+/// command within this time reuses the authenticated connection.
+const CONTROL_PERSIST_SECS: u32 = 600;
+
+/// Keepalives on the master: a dead link is noticed within about 15 s even
+/// when TCP would wait for minutes.
+const SERVER_ALIVE_INTERVAL: u32 = 5;
+const SERVER_ALIVE_COUNT: u32 = 3;
+
+/// Where the server goes on the remote, relative to its home directory
+/// (like VS Code's remote.SSH.serverInstallPath).
+pub const DEFAULT_INSTALL_PATH: &str = ".yonder/server";
+
+/// Installed versions kept on the remote besides the current one.
+const KEEP_VERSIONS: usize = 3;
+
+/// Markers around the probe's output: rc files may print anything before it.
+const PROBE_BEGIN: &str = "___YONDER_PROBE_BEGIN___";
+const PROBE_END: &str = "___YONDER_PROBE_END___";
+
+/// Upload buffer for the server binary.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error(
+        "{host}: the host name could not be resolved (check the name, or its HostName in ~/.ssh/config)"
+    )]
+    HostNotFound { host: String },
+    #[error("{host}: connection refused (is sshd running there, on the right port?)")]
+    ConnectionRefused { host: String },
+    #[error("{host}: the connection timed out (host down, or a firewall in the way?)")]
+    Timeout { host: String },
+    #[error(
+        "{host}: authentication failed; the server offered: {methods} (check your key with `ssh-add -l`, or run `yonder doctor {host}`)"
+    )]
+    AuthFailed { host: String, methods: String },
+    #[error(
+        "{host}: THE HOST KEY HAS CHANGED. This can mean someone is intercepting the connection. \
+         yonder never accepts a changed key: if the change is expected, remove the old key with \
+         `ssh-keygen -R {host}` and connect again"
+    )]
+    HostKeyChanged { host: String },
+    #[error("{host}: the host key was not accepted, so yonder did not connect")]
+    HostKeyRefused { host: String },
+    #[error(
+        "{host}: ssh refuses your configuration's file permissions: {detail} (run `yonder doctor --fix`)"
+    )]
+    BadPermissions { host: String, detail: String },
+    #[error("{host}: ssh failed: {detail}")]
+    Other { host: String, detail: String },
+    #[error("cannot run ssh ({program}): {source}; install the OpenSSH client")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{1}: {0}")]
+    Remote(String, String),
+    #[error("{host}: the remote is {os}, which this yonder cannot serve yet (Linux only)")]
+    UnsupportedOs { host: String, os: String },
+    #[error(
+        "{host}: no yonder server build for {arch}: expected {path} (build one, see README: static musl builds)"
+    )]
+    NoBinaryForArch {
+        host: String,
+        arch: String,
+        path: PathBuf,
+    },
+    #[error(
+        "{host}: cannot install the server in {dir}: {detail} (set YONDER_SERVER_INSTALL_PATH to a writable, executable location)"
+    )]
+    Install {
+        host: String,
+        dir: String,
+        detail: String,
+    },
+    #[error("{host}: unsafe characters in {what} {value:?}")]
+    Unsafe {
+        host: String,
+        what: &'static str,
+        value: String,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Classifies ssh's stderr into a specific, actionable error.
+pub fn classify(host: &str, stderr: &str) -> SshError {
+    let host = host.to_string();
+    let s = stderr;
+    if s.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        return SshError::HostKeyChanged { host };
+    }
+    if s.contains("Host key verification failed") {
+        return SshError::HostKeyRefused { host };
+    }
+    if s.contains("Could not resolve hostname") || s.contains("Name or service not known") {
+        return SshError::HostNotFound { host };
+    }
+    if s.contains("Connection refused") {
+        return SshError::ConnectionRefused { host };
+    }
+    if s.contains("timed out") {
+        return SshError::Timeout { host };
+    }
+    if let Some(line) = s
+        .lines()
+        .find(|l| l.contains("Bad owner or permissions on"))
+    {
+        return SshError::BadPermissions {
+            host,
+            detail: line.trim().to_string(),
+        };
+    }
+    if let Some(line) = s.lines().find(|l| l.contains("Permission denied (")) {
+        let methods = line
+            .split("Permission denied (")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or("")
+            .to_string();
+        return SshError::AuthFailed { host, methods };
+    }
+    let detail = s
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or("unknown error (no message from ssh)")
+        .trim()
+        .to_string();
+    SshError::Other { host, detail }
+}
+
+/// What the probe found on the remote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub os: String,
+    pub arch: String,
+    pub home: String,
+    pub shell: String,
+    /// `yonder server version` of the installed binary, when it runs.
+    pub installed: Option<String>,
+}
+
+/// Parses the probe's output, ignoring everything outside the markers.
+pub fn parse_probe(stdout: &str) -> Option<Probe> {
+    let begin = stdout.rfind(PROBE_BEGIN)?;
+    let body = &stdout[begin + PROBE_BEGIN.len()..];
+    let body = &body[..body.find(PROBE_END)?];
+    let mut p = Probe::default();
+    for line in body.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim_end_matches('\r').to_string();
+        match k.trim() {
+            "os" => p.os = v,
+            "arch" => p.arch = v,
+            "home" => p.home = v,
+            "shell" => p.shell = v,
+            "installed" if !v.is_empty() => p.installed = Some(v),
+            _ => {}
+        }
+    }
+    (!p.os.is_empty()).then_some(p)
+}
+
+/// `uname -m` to the architecture names Rust uses.
+pub fn normalize_arch(uname_m: &str) -> Option<&'static str> {
+    match uname_m.trim() {
+        "x86_64" | "amd64" => Some("x86_64"),
+        "aarch64" | "arm64" => Some("aarch64"),
+        a if a.starts_with("armv8") => Some("aarch64"),
+        _ => None,
+    }
+}
+
+/// POSIX `cksum` (CRC-32 over the data and then its length), the one
+/// checksum every POSIX remote can compute without extra tools.
+pub fn posix_cksum(data: &[u8]) -> u32 {
+    fn table() -> [u32; 256] {
+        let mut t = [0u32; 256];
+        for (i, e) in t.iter_mut().enumerate() {
+            let mut c = (i as u32) << 24;
+            for _ in 0..8 {
+                c = if c & 0x8000_0000 != 0 {
+                    (c << 1) ^ 0x04C1_1DB7
+                } else {
+                    c << 1
+                };
+            }
+            *e = c;
+        }
+        t
+    }
+    let t = table();
+    let mut crc = 0u32;
+    let mut feed = |b: u8| crc = (crc << 8) ^ t[((crc >> 24) ^ u32::from(b)) as usize];
+    for &b in data {
+        feed(b);
+    }
+    let mut len = data.len() as u64;
+    while len != 0 {
+        feed((len & 0xff) as u8);
+        len >>= 8;
+    }
+    !crc
+}
+
+/// Characters allowed in text we splice into remote command lines.
+fn is_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/+@:= ,".contains(c))
+}
+
+/// Settings from the environment (the CLI documents each).
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    /// The ssh program (`YONDER_SSH`, default `ssh`).
+    pub program: String,
+    /// An ssh_config file instead of ~/.ssh/config (`YONDER_SSH_CONFIG`).
+    pub config_file: Option<PathBuf>,
+    /// Install path on the remote, relative to its home (`YONDER_SERVER_INSTALL_PATH`).
+    pub install_path: String,
+    /// Directory with server builds for other architectures
+    /// (`YONDER_SERVER_BINARIES`), named `yonder-<arch>-linux`.
+    pub binaries: Option<PathBuf>,
+    /// The remote daemon's runtime directory, relative to the remote home
+    /// (`YONDER_REMOTE_RUNTIME_DIR`); default: the remote's own default.
+    pub remote_run_dir: Option<String>,
+}
+
+impl SshSettings {
+    pub fn from_env() -> Self {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            program: var("YONDER_SSH").unwrap_or_else(|| "ssh".into()),
+            config_file: var("YONDER_SSH_CONFIG").map(PathBuf::from),
+            install_path: var("YONDER_SERVER_INSTALL_PATH")
+                .unwrap_or_else(|| DEFAULT_INSTALL_PATH.into()),
+            binaries: var("YONDER_SERVER_BINARIES").map(PathBuf::from),
+            remote_run_dir: var("YONDER_REMOTE_RUNTIME_DIR"),
+        }
+    }
+}
+
+/// Reports progress to whoever started the connection.
+pub trait ConnectReporter: Send + Sync {
+    fn status(&self, _message: &str) {}
+    fn upload(&self, _sent: u64, _total: u64) {}
+}
+
+/// A reporter that says nothing.
+#[derive(Debug)]
+pub struct Quiet;
+impl ConnectReporter for Quiet {}
+
+/// One SSH destination and the ssh arguments that reach it through
+/// yonder's master connection.
+#[derive(Debug, Clone)]
+pub struct SshHost {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    pub settings: SshSettings,
+    /// Directory of yonder's ControlMaster sockets (0700).
+    pub control_dir: PathBuf,
+    /// False when the master could not be used: one ssh per session.
+    pub multiplex: bool,
+}
+
+impl SshHost {
+    /// Options every ssh invocation gets, then the destination.
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(f) = &self.settings.config_file {
+            a.push("-F".into());
+            a.push(f.display().to_string());
+        }
+        if self.multiplex {
+            a.push("-o".into());
+            // %C: a hash of local host, remote host, port and user: short, so
+            // the socket path fits in sun_path.
+            a.push(format!("ControlPath={}/%C", self.control_dir.display()));
+        }
+        if let Some(p) = self.port {
+            a.push("-p".into());
+            a.push(p.to_string());
+        }
+        if let Some(u) = &self.user {
+            a.push("-l".into());
+            a.push(u.clone());
+        }
+        a.extend(extra.iter().map(|s| s.to_string()));
+        // The host was validated not to start with '-' when the target was
+        // parsed; `--` is not used because ssh would then take the command
+        // as part of the destination list on some versions.
+        a.push(self.host.clone());
+        a
+    }
+
+    fn command(&self, extra: &[&str], remote: Option<&str>) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.settings.program);
+        c.args(self.args(extra));
+        if let Some(r) = remote {
+            c.arg(r);
+        }
+        c
+    }
+
+    /// Is yonder's master for this host up?
+    async fn master_alive(&self) -> bool {
+        if !self.multiplex {
+            return false;
+        }
+        let mut c = self.command(&["-O", "check"], None);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.status().await.is_ok_and(|s| s.success())
+    }
+
+    /// Starts the master connection, relaying every prompt through askpass.
+    async fn start_master(&mut self, reporter: &dyn ConnectReporter) -> Result<(), SshError> {
+        let askpass = AskpassServer::start(&self.control_dir).await?;
+        let log_path = self
+            .control_dir
+            .join(format!("master-{}.log", std::process::id()));
+        let log = std::fs::File::create(&log_path)?;
+        reporter.status(&format!("connecting to {}", self.host));
+        let persist = format!("ControlPersist={CONTROL_PERSIST_SECS}");
+        let alive = format!("ServerAliveInterval={SERVER_ALIVE_INTERVAL}");
+        let count = format!("ServerAliveCountMax={SERVER_ALIVE_COUNT}");
+        let mut c = self.command(
+            &[
+                "-f",
+                "-N",
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                &persist,
+                "-o",
+                &alive,
+                "-o",
+                &count,
+            ],
+            None,
+        );
+        askpass.configure(&mut c);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        let status = c.status().await.map_err(|source| SshError::Spawn {
+            program: self.settings.program.clone(),
+            source,
+        })?;
+        let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let _ = std::fs::remove_file(&log_path);
+        drop(askpass);
+        if status.success() {
+            return Ok(());
+        }
+        // A config or platform that cannot multiplex: one ssh per session.
+        if stderr.contains("ControlSocket")
+            || stderr.contains("unix_listener")
+            || stderr.contains("mux_client")
+        {
+            tracing::warn!(
+                "{}: cannot use a master connection ({}); every session will authenticate separately",
+                self.host,
+                stderr.trim()
+            );
+            eprintln!(
+                "yonder: {}: no connection sharing here; each session authenticates separately",
+                self.host
+            );
+            self.multiplex = false;
+            return Ok(());
+        }
+        Err(classify(&self.host, &stderr))
+    }
+
+    /// Runs a short remote command, returns its stdout; feeds `stdin`.
+    async fn run(
+        &self,
+        remote: &str,
+        stdin: Option<&[u8]>,
+    ) -> Result<(std::process::ExitStatus, String, String), SshError> {
+        let askpass = if self.multiplex {
+            None
+        } else {
+            Some(AskpassServer::start(&self.control_dir).await?)
+        };
+        let mut c = self.command(&["-T", "-o", "ControlMaster=no"], Some(remote));
+        if let Some(a) = &askpass {
+            a.configure(&mut c);
+        }
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|source| SshError::Spawn {
+            program: self.settings.program.clone(),
+            source,
+        })?;
+        if let Some(data) = stdin {
+            let mut w = child.stdin.take().expect("piped");
+            let data = data.to_vec();
+            tokio::spawn(async move {
+                let _ = w.write_all(&data).await;
+            });
+        }
+        let out = child.wait_with_output().await?;
+        Ok((
+            out.status,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    fn install_dir_expr(&self) -> Result<String, SshError> {
+        let p = self.settings.install_path.trim_end_matches('/');
+        if !is_safe(p) || p.contains(' ') {
+            return Err(SshError::Unsafe {
+                host: self.host.clone(),
+                what: "install path",
+                value: p.into(),
+            });
+        }
+        Ok(if p.starts_with('/') {
+            p.to_string()
+        } else {
+            format!("$HOME/{p}")
+        })
+    }
+
+    pub async fn probe(&self) -> Result<Probe, SshError> {
+        let dir = self.install_dir_expr()?;
+        let ver = yonder_proto::YONDER_VERSION;
+        let script = format!(
+            "echo {PROBE_BEGIN}; echo os=$(uname -s); echo arch=$(uname -m); echo home=$HOME; echo shell=$SHELL; \
+             b=\"{dir}/{ver}/yonder\"; if [ -x \"$b\" ] && v=$(\"$b\" server version 2>/dev/null); then echo installed=$v; else echo installed=; fi; \
+             echo {PROBE_END}"
+        );
+        let (status, out, err) = self.run(&format!("sh -c '{script}'"), None).await?;
+        if !status.success() && !out.contains(PROBE_END) {
+            return Err(classify(&self.host, &err));
+        }
+        parse_probe(&out).ok_or_else(|| {
+            SshError::Remote(
+                format!(
+                    "the remote did not answer the probe (output: {:?})",
+                    out.chars().take(300).collect::<String>()
+                ),
+                self.host.clone(),
+            )
+        })
+    }
+
+    /// The server binary for the remote's architecture.
+    fn server_binary(&self, probe: &Probe, own_exe: &Path) -> Result<PathBuf, SshError> {
+        if probe.os != "Linux" {
+            return Err(SshError::UnsupportedOs {
+                host: self.host.clone(),
+                os: probe.os.clone(),
+            });
+        }
+        let arch = normalize_arch(&probe.arch).ok_or_else(|| SshError::UnsupportedOs {
+            host: self.host.clone(),
+            os: format!("Linux on {}", probe.arch),
+        })?;
+        if arch == std::env::consts::ARCH && std::env::consts::OS == "linux" {
+            return Ok(own_exe.to_path_buf());
+        }
+        let dir = self
+            .settings
+            .binaries
+            .clone()
+            .unwrap_or_else(|| own_exe.parent().map(Path::to_path_buf).unwrap_or_default());
+        let path = dir.join(format!("yonder-{arch}-linux"));
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(SshError::NoBinaryForArch {
+                host: self.host.clone(),
+                arch: arch.into(),
+                path,
+            })
+        }
+    }
+
+    /// Uploads the server through the connection: a temp name, checksum
+    /// verified with POSIX cksum, a test run, then an atomic rename. Two
+    /// clients installing at once each use their own temp name, and either
+    /// rename leaves a complete binary.
+    pub async fn install(
+        &self,
+        binary: &Path,
+        reporter: &dyn ConnectReporter,
+    ) -> Result<(), SshError> {
+        let data = tokio::fs::read(binary).await?;
+        let total = data.len() as u64;
+        let sum = posix_cksum(&data);
+        let dir = self.install_dir_expr()?;
+        let ver = yonder_proto::YONDER_VERSION;
+        let mut rnd = [0u8; 6];
+        getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tmp = format!(
+            ".upload-{}",
+            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        reporter.status(&format!(
+            "installing the yonder server on {} ({} MiB)",
+            self.host,
+            total >> 20
+        ));
+        let upload = format!(
+            "sh -c 'umask 077 && mkdir -p \"{dir}/{ver}\" && exec cat > \"{dir}/{ver}/{tmp}\"'"
+        );
+        let mut c = self.command(&["-T", "-o", "ControlMaster=no"], Some(&upload));
+        let askpass = if self.multiplex {
+            None
+        } else {
+            Some(AskpassServer::start(&self.control_dir).await?)
+        };
+        if let Some(a) = &askpass {
+            a.configure(&mut c);
+        }
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|source| SshError::Spawn {
+            program: self.settings.program.clone(),
+            source,
+        })?;
+        let mut w = child.stdin.take().expect("piped");
+        let mut err_pipe = child.stderr.take().expect("piped");
+        let err_task = tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = err_pipe.read_to_string(&mut s).await;
+            s
+        });
+        let mut sent = 0u64;
+        let mut write_err = None;
+        for chunk in data.chunks(UPLOAD_CHUNK) {
+            if let Err(e) = w.write_all(chunk).await {
+                write_err = Some(e);
+                break;
+            }
+            sent += chunk.len() as u64;
+            reporter.upload(sent, total);
+        }
+        drop(w);
+        let status = child.wait().await?;
+        let stderr = err_task.await.unwrap_or_default();
+        if write_err.is_some() || !status.success() {
+            return Err(SshError::Install {
+                host: self.host.clone(),
+                dir: format!("{dir}/{ver}"),
+                detail: format!("the upload failed: {}", stderr.trim()),
+            });
+        }
+        let finish = format!(
+            "sh -c 'cd \"{dir}/{ver}\" || exit 3; set -- $(cksum < {tmp}); if [ \"$1 $2\" != \"{sum} {total}\" ]; then rm -f {tmp}; echo CKSUM-MISMATCH $1 $2; exit 4; fi; \
+             chmod 700 {tmp} && if ./{tmp} server version > /dev/null 2>&1; then mv -f {tmp} yonder; else rm -f {tmp}; echo CANNOT-EXECUTE; exit 5; fi; \
+             cd .. && ls -1t | awk \"NR>{KEEP_VERSIONS}\" | while read v; do [ \"$v\" = \"{ver}\" ] || rm -rf \"./$v\"; done; echo INSTALLED'"
+        );
+        let (status, out, err) = self.run(&finish, None).await?;
+        if status.success() && out.contains("INSTALLED") {
+            return Ok(());
+        }
+        let detail = if out.contains("CKSUM-MISMATCH") {
+            format!(
+                "the uploaded file is damaged (checksum {} instead of {sum} {total})",
+                out.trim()
+            )
+        } else if out.contains("CANNOT-EXECUTE") {
+            "the uploaded server cannot run there (is that file system mounted noexec?)".to_string()
+        } else {
+            format!("{}{}", out.trim(), err.trim())
+        };
+        Err(SshError::Install {
+            host: self.host.clone(),
+            dir: format!("{dir}/{ver}"),
+            detail,
+        })
+    }
+
+    /// Starts `yonder server proxy` on the remote through the master and
+    /// returns its stdio as one stream.
+    async fn proxy(&self, probe: &Probe) -> Result<ChildStream, SshError> {
+        let dir = self.install_dir_expr()?.replace("$HOME", &probe.home);
+        if dir.contains('\'') || dir.contains('\\') || dir.contains('!') {
+            return Err(SshError::Unsafe {
+                host: self.host.clone(),
+                what: "home directory",
+                value: probe.home.clone(),
+            });
+        }
+        let ver = yonder_proto::YONDER_VERSION;
+        let mut remote = format!("exec '{dir}/{ver}/yonder' server proxy");
+        if let Some(r) = &self.settings.remote_run_dir {
+            if !is_safe(r) || r.contains(' ') {
+                return Err(SshError::Unsafe {
+                    host: self.host.clone(),
+                    what: "remote runtime directory",
+                    value: r.clone(),
+                });
+            }
+            let abs = if r.starts_with('/') {
+                r.clone()
+            } else {
+                format!("{}/{r}", probe.home)
+            };
+            remote.push_str(&format!(" --run-dir '{abs}'"));
+        }
+        let askpass = if self.multiplex {
+            None
+        } else {
+            Some(AskpassServer::start(&self.control_dir).await?)
+        };
+        let mut c = self.command(&["-T", "-o", "ControlMaster=no"], Some(&remote));
+        if let Some(a) = &askpass {
+            a.configure(&mut c);
+        }
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        c.kill_on_drop(true);
+        let mut child = c.spawn().map_err(|source| SshError::Spawn {
+            program: self.settings.program.clone(),
+            source,
+        })?;
+        let stdout = child.stdout.take().expect("piped");
+        let stdin = child.stdin.take().expect("piped");
+        Ok(ChildStream {
+            io: tokio::io::join(stdout, stdin),
+            _child: child,
+            _askpass: askpass,
+        })
+    }
+}
+
+/// A child's stdio as one duplex stream that owns the child (and kills it
+/// when the connection is dropped).
+pub struct ChildStream {
+    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    _child: tokio::process::Child,
+    _askpass: Option<AskpassServer>,
+}
+
+impl tokio::io::AsyncRead for ChildStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ChildStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// An exclusive flock on a per-destination file in the control directory.
+async fn master_lock(h: &SshHost) -> Result<std::fs::File, SshError> {
+    use std::os::fd::AsRawFd;
+    let name: String = format!(
+        "{}@{}:{}",
+        h.user.as_deref().unwrap_or(""),
+        h.host,
+        h.port.unwrap_or(0)
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
+    let path = h.control_dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: flock on a descriptor we own; blocks until the holder is done.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+    .map_err(SshError::Io)
+}
+
+/// Connects to an SSH target: master, probe, install when needed, proxy.
+pub async fn connect(
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+    control_dir: PathBuf,
+    own_exe: &Path,
+    reporter: &dyn ConnectReporter,
+) -> Result<Client, crate::TargetError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&control_dir)
+        .map_err(SshError::Io)?;
+    let mut h = SshHost {
+        user,
+        host,
+        port,
+        settings: SshSettings::from_env(),
+        control_dir,
+        multiplex: true,
+    };
+    // One master per host even when several yonder commands start at once:
+    // the first takes this lock and starts it, the others wait and reuse it.
+    let lock = master_lock(&h).await?;
+    if !h.master_alive().await {
+        h.start_master(reporter).await?;
+    }
+    drop(lock);
+    let mut probe = h.probe().await?;
+    let want = format!(
+        "yonder {} protocol {}",
+        yonder_proto::YONDER_VERSION,
+        yonder_proto::PROTOCOL_VERSION
+    );
+    if probe.installed.as_deref() != Some(want.as_str()) {
+        let bin = h.server_binary(&probe, own_exe)?;
+        h.install(&bin, reporter).await?;
+        probe = h.probe().await?;
+        if probe.installed.as_deref() != Some(want.as_str()) {
+            return Err(SshError::Install {
+                host: h.host.clone(),
+                dir: h.settings.install_path.clone(),
+                detail: format!("after installing, the server reports {:?}", probe.installed),
+            }
+            .into());
+        }
+    }
+    let stream = h.proxy(&probe).await?;
+    let endpoint = format!("the yonder server on {}", h.host);
+    // A first connect can take a moment (the daemon starts on the remote).
+    let client = tokio::time::timeout(
+        Duration::from_secs(60),
+        Client::over_stream(stream, &[], &endpoint),
+    )
+    .await
+    .map_err(|_| {
+        SshError::Remote(
+            "the server did not answer within 60 s".into(),
+            h.host.clone(),
+        )
+    })??;
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_survives_shell_noise() {
+        let out = "motd-noise\nWelcome!\n___YONDER_PROBE_BEGIN___\nos=Linux\narch=x86_64\nhome=/home/u\nshell=/usr/bin/fish\ninstalled=\n___YONDER_PROBE_END___\nbye\n";
+        let p = parse_probe(out).unwrap();
+        assert_eq!(
+            (p.os.as_str(), p.arch.as_str(), p.home.as_str(), p.installed),
+            ("Linux", "x86_64", "/home/u", None)
+        );
+        let crlf = "___YONDER_PROBE_BEGIN___\r\nos=Linux\r\narch=aarch64\r\nhome=/h\r\ninstalled=yonder 0.1.0 protocol 1\r\n___YONDER_PROBE_END___";
+        let p = parse_probe(crlf).unwrap();
+        assert_eq!(p.arch, "aarch64");
+        assert_eq!(p.installed.as_deref(), Some("yonder 0.1.0 protocol 1"));
+        assert!(parse_probe("no markers here").is_none());
+        assert!(
+            parse_probe("___YONDER_PROBE_BEGIN___\nos=Linux\n").is_none(),
+            "unterminated"
+        );
+    }
+
+    #[test]
+    fn arches_normalise() {
+        assert_eq!(normalize_arch("x86_64"), Some("x86_64"));
+        assert_eq!(normalize_arch("arm64"), Some("aarch64"));
+        assert_eq!(normalize_arch("armv8l"), Some("aarch64"));
+        assert_eq!(normalize_arch("mips"), None);
+    }
+
+    #[test]
+    fn cksum_matches_posix() {
+        // `printf abc | cksum` prints 1219131554 3.
+        assert_eq!(posix_cksum(b"abc"), 1_219_131_554);
+        assert_eq!(posix_cksum(b""), 4_294_967_295);
+    }
+
+    #[test]
+    fn ssh_errors_are_specific() {
+        let c = |s| classify("h", s).to_string();
+        assert!(
+            c("ssh: Could not resolve hostname h: Name or service not known")
+                .contains("could not be resolved")
+        );
+        assert!(c("ssh: connect to host h port 22: Connection refused").contains("refused"));
+        assert!(c("ssh: connect to host h port 22: Connection timed out").contains("timed out"));
+        assert!(
+            c("u@h: Permission denied (publickey,password).")
+                .contains("offered: publickey,password")
+        );
+        assert!(
+            c("@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n")
+                .contains("ssh-keygen -R h")
+        );
+        assert!(c("Host key verification failed.").contains("not accepted"));
+        assert!(c("Bad owner or permissions on /root/.ssh/config").contains("yonder doctor"));
+        assert!(
+            c("kex_exchange_identification: read: Connection reset by peer")
+                .contains("Connection reset")
+        );
+    }
+
+    #[test]
+    fn only_safe_text_reaches_remote_command_lines() {
+        assert!(is_safe(".yonder/server"));
+        for bad in ["a'b", "a\\b", "a!b", "a\nb", "$(id)", "`id`", "a;b", ""] {
+            assert!(!is_safe(bad), "{bad:?}");
+        }
+    }
+}

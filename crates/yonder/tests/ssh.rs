@@ -1,0 +1,429 @@
+//! The SSH target against a real sshd on 127.0.0.1 with a non-root user
+//! whose shell start-up files print noise.
+
+mod common;
+
+use common::sshd::*;
+use common::*;
+use std::time::Duration;
+
+fn ok(cmd: &mut std::process::Command) -> Vec<u8> {
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "{cmd:?} failed: {err}");
+    out
+}
+
+fn server_path(s: &Sshd) -> std::path::PathBuf {
+    s.remote_home()
+        .join(&s.install_path)
+        .join(env!("CARGO_PKG_VERSION"))
+        .join("yonder")
+}
+
+#[test]
+fn first_connect_installs_later_ones_reuse_and_work_happens_as_the_remote_user() {
+    let s = Sshd::start();
+    let out = ok(s.cli().args(["info", "yt", "--json"]));
+    let info: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(info["user"], TEST_USER);
+    assert_eq!(info["home"], format!("/home/{TEST_USER}"));
+    let bin = server_path(&s);
+    let meta = std::fs::metadata(&bin).expect("the server was installed");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let uid = info["uid"].as_u64().unwrap() as u32;
+    assert_ne!(uid, 0);
+    assert_eq!(meta.uid(), uid, "owned by the remote user");
+    assert_eq!(meta.mode() & 0o777, 0o700);
+    let installed_at = meta.mtime_nsec() + meta.mtime() * 1_000_000_000;
+
+    // Second connect: the master is reused and nothing is uploaded again.
+    let argv = ["two words", "", "$HOME", "it's"];
+    let out = ok(s
+        .cli()
+        .args(["exec", "yt", "--", "printf", "%s|"])
+        .args(argv));
+    assert_eq!(String::from_utf8(out).unwrap(), "two words||$HOME|it's|");
+    let meta = std::fs::metadata(&bin).unwrap();
+    assert_eq!(
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+        installed_at,
+        "no second upload"
+    );
+    assert!(
+        std::fs::read_dir(s.run_dir.join("ssh"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_type().unwrap().is_socket()),
+        "the master's control socket"
+    );
+
+    // Files as the remote user, relative to the remote home.
+    let local = s.dir.join("up.bin");
+    random_file(&local, 3 << 20);
+    ok(s.cli().args(["fs", "yt", "put"]).arg(&local).arg("up.bin"));
+    let remote = s.remote_home().join("up.bin");
+    assert_eq!(sha256_file(&remote), sha256_file(&local));
+    assert_eq!(std::fs::metadata(&remote).unwrap().uid(), uid);
+    ok(s.cli()
+        .args(["fs", "yt", "get", "up.bin"])
+        .arg(s.dir.join("down.bin")));
+    assert_eq!(sha256_file(&s.dir.join("down.bin")), sha256_file(&local));
+    ok(s.cli().args(["fs", "yt", "rm", "up.bin"]));
+    let (code, _, err) = run(s.cli().args(["fs", "yt", "cat", "/root/secret-nope"]));
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn two_concurrent_first_connects_end_with_one_good_install() {
+    // Both at once from fresh client state: two masters may race, two
+    // uploads may race.
+    let s2 = Sshd::start();
+    let c1 = s2
+        .cli()
+        .args(["exec", "yt", "--", "echo", "c1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c2 = s2
+        .cli()
+        .args(["exec", "yt", "--", "echo", "c2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (o1, o2) = (
+        c1.wait_with_output().unwrap(),
+        c2.wait_with_output().unwrap(),
+    );
+    for (o, want) in [(&o1, "c1\n"), (&o2, "c2\n")] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    }
+    let dir = server_path(&s2).parent().unwrap().to_path_buf();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["yonder"], "no temp files left");
+    assert_eq!(
+        sha256_file(&server_path(&s2)),
+        sha256_file(std::path::Path::new(YONDER))
+    );
+}
+
+#[test]
+fn a_remote_without_curl_wget_or_tar_still_installs() {
+    let s = Sshd::start();
+    // A PATH holding only what a minimal POSIX system has.
+    let tools = s.dir.join("minimal-bin");
+    std::fs::create_dir(&tools).unwrap();
+    for t in [
+        "sh", "uname", "mkdir", "cat", "cksum", "chmod", "mv", "rm", "ls", "awk",
+    ] {
+        let real = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(t))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(real, tools.join(t)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = s.write_config(
+        "config-minimal",
+        "yt",
+        "id_ed25519",
+        "known_hosts",
+        &format!("  SetEnv YONDER_TEST_PATH={}\n", tools.display()),
+    );
+    let out = ok(s.cli_with(&cfg).args([
+        "exec",
+        "yt",
+        "--",
+        "sh",
+        "-c",
+        "echo $PATH; command -v curl wget tar || echo none-found",
+    ]));
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("none-found"), "{out}");
+    assert!(server_path(&s).exists());
+}
+
+#[test]
+fn errors_name_the_cause() {
+    let s = Sshd::start();
+    // Nothing listens on this port.
+    let closed = free_port();
+    let cfg = s.write_config("config-closed", "yt", "id_ed25519", "known_hosts", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("Port {}", s.port), &format!("Port {closed}"));
+    std::fs::write(&cfg, text).unwrap();
+    let (code, _, err) = run(s.cli_with(&cfg).args(["info", "yt"]));
+    assert_eq!(code, 255);
+    assert!(err.contains("connection refused"), "{err}");
+
+    let (code, _, err) = run(s.cli().args(["info", "no-such-host.invalid"]));
+    assert_eq!(code, 255);
+    assert!(err.contains("could not be resolved"), "{err}");
+
+    // A key the server does not know.
+    std::fs::write(s.dir.join("authorized_keys"), "").unwrap();
+    let (code, _, err) = run(s.cli().args(["info", "yt"]));
+    assert_eq!(code, 255);
+    assert!(
+        err.contains("authentication failed") && err.contains("publickey"),
+        "{err}"
+    );
+
+    // A changed host key is never accepted.
+    let other = s.dir.join("other_host_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fake = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    std::fs::write(
+        s.dir.join("known_hosts_changed"),
+        format!("[127.0.0.1]:{} {fake}", s.port),
+    )
+    .unwrap();
+    let cfg = s.write_config(
+        "config-changed",
+        "yt",
+        "id_ed25519",
+        "known_hosts_changed",
+        "",
+    );
+    let (code, _, err) = run(s.cli_with(&cfg).args(["info", "yt"]));
+    assert_eq!(code, 255);
+    assert!(err.contains("HOST KEY HAS CHANGED"), "{err}");
+}
+
+fn tmux(sock: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pane_shows(sock: &str, needle: &str) -> String {
+    pane_shows_in(sock, "p", needle)
+}
+
+fn pane_shows_in(sock: &str, session: &str, needle: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = tmux(sock, &["capture-pane", "-p", "-t", session]);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never showed {needle:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every prompt reaches the user: the unknown host key question and a key
+/// passphrase, answered in a real terminal.
+#[test]
+fn prompts_reach_the_user_through_askpass() {
+    let s = Sshd::start();
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "open sesame", "-f"])
+        .arg(s.dir.join("id_pp"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut keys = std::fs::read_to_string(s.dir.join("authorized_keys")).unwrap();
+    keys.push_str(&std::fs::read_to_string(s.dir.join("id_pp.pub")).unwrap());
+    std::fs::write(s.dir.join("authorized_keys"), keys).unwrap();
+    std::fs::write(s.dir.join("known_hosts_empty"), "").unwrap();
+    let cfg = s.write_config("config-pp", "yt", "id_pp", "known_hosts_empty", "");
+    let sock = s.dir.join("tmux.sock").display().to_string();
+    let cmd = format!(
+        "env YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={} {YONDER} exec yt -- echo CONNECTED-$((40+2)); echo exit=$?; sleep 60",
+        cfg.display(),
+        s.run_dir.display(),
+        s.install_path,
+        s.remote_run_dir()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "p",
+            "-x",
+            "200",
+            "-y",
+            "40",
+            &cmd,
+        ],
+    );
+    let text = pane_shows(&sock, "(yes/no");
+    assert!(
+        text.contains("SHA256:"),
+        "the fingerprint is shown:\n{text}"
+    );
+    tmux(&sock, &["send-keys", "-t", "p", "yes", "Enter"]);
+    pane_shows(&sock, "Enter passphrase for key");
+    tmux(&sock, &["send-keys", "-t", "p", "open sesame", "Enter"]);
+    let text = pane_shows(&sock, "exit=");
+    assert!(
+        text.contains("CONNECTED-42") && text.contains("exit=0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("open sesame"),
+        "the passphrase is not echoed:\n{text}"
+    );
+    assert!(
+        std::fs::read_to_string(s.dir.join("known_hosts_empty"))
+            .unwrap()
+            .contains("ssh-ed25519"),
+        "accepted key recorded"
+    );
+
+    // Refusing an unknown host key: no connection, a clear error.
+    std::fs::write(s.dir.join("known_hosts_empty2"), "").unwrap();
+    let cfg = s.write_config(
+        "config-refuse",
+        "yt2",
+        "id_ed25519",
+        "known_hosts_empty2",
+        "",
+    );
+    let cmd = format!(
+        "env YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={}/r2 {YONDER} info yt2; echo exit=$?; sleep 60",
+        cfg.display(),
+        s.dir.display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "q",
+            "-x",
+            "200",
+            "-y",
+            "40",
+            &cmd,
+        ],
+    );
+    pane_shows_in(&sock, "q", "(yes/no");
+    tmux(&sock, &["send-keys", "-t", "q", "no", "Enter"]);
+    let text = pane_shows_in(&sock, "q", "exit=");
+    assert!(
+        text.contains("exit=255") && text.contains("not accepted"),
+        "{text}"
+    );
+    let _ = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+}
+
+/// Killing the ssh connection under a running terminal: the terminal lives
+/// on in the remote daemon, and a new connection re-attaches with the output
+/// from the gap.
+#[tokio::test]
+async fn a_terminal_survives_its_ssh_connection_being_killed() {
+    let s = Sshd::start();
+    ok(s.cli().args(["info", "yt"]));
+    let sock = s.dir.join("tmux.sock").display().to_string();
+    let env = format!(
+        "YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={}",
+        s.config.display(),
+        s.run_dir.display(),
+        s.install_path,
+        s.remote_run_dir()
+    );
+    let cmd = format!(
+        "env {env} {YONDER} shell yt -- bash --norc --noprofile; echo client-exit=$?; sleep 60"
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "p",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &cmd,
+        ],
+    );
+    tmux(
+        &sock,
+        &[
+            "send-keys",
+            "-t",
+            "p",
+            "echo remote-$(id -un); for i in $(seq 1 30); do echo beat$i; sleep 0.1; done",
+            "Enter",
+        ],
+    );
+    pane_shows(&sock, &format!("remote-{TEST_USER}"));
+    // Kill the ssh processes carrying this client's session (the proxy's
+    // channel and the master).
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
+        .status();
+    let text = pane_shows(&sock, "client-exit=255");
+    assert!(text.contains("keeps running"), "{text}");
+    // Re-attach over a new connection: the beats from the gap are there.
+    let list: serde_json::Value =
+        serde_json::from_slice(&ok(s.cli().args(["terminals", "yt", "--json"]))).unwrap();
+    let ours: Vec<&serde_json::Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["command"].as_str().unwrap().contains("bash --norc"))
+        .collect();
+    assert!(!ours.is_empty(), "{list}");
+    let id = ours.last().unwrap()["id"].as_str().unwrap().to_string();
+    let cmd = format!("env {env} {YONDER} terminals yt attach {id}; echo client-exit=$?; sleep 60");
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "q",
+            "-x",
+            "120",
+            "-y",
+            "60",
+            &cmd,
+        ],
+    );
+    pane_shows_in(&sock, "q", "beat30");
+    tmux(&sock, &["send-keys", "-t", "q", "exit 4", "Enter"]);
+    pane_shows_in(&sock, "q", "client-exit=4");
+    let _ = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+}
