@@ -427,3 +427,91 @@ async fn a_terminal_survives_its_ssh_connection_being_killed() {
         .arg("kill-server")
         .status();
 }
+
+/// ProxyJump through a second sshd: every ssh_config feature works because
+/// yonder drives the user's own ssh.
+#[test]
+fn proxy_jump_through_another_sshd() {
+    let jump = Sshd::start();
+    let inner = Sshd::start();
+    let cfg = inner.dir.join("config-jump");
+    let text = format!(
+        "Host jumphost\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n\
+         Host behind\n  HostName 127.0.0.1\n  Port {}\n  User {TEST_USER}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  ProxyJump jumphost\n",
+        jump.port,
+        jump.dir.join("id_ed25519").display(),
+        jump.dir.join("known_hosts").display(),
+        inner.port,
+        inner.dir.join("id_ed25519").display(),
+        inner.dir.join("known_hosts").display(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = ok(inner.cli_with(&cfg).args([
+        "exec",
+        "behind",
+        "--",
+        "sh",
+        "-c",
+        "echo via-jump-$(id -un)",
+    ]));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("via-jump-{TEST_USER}\n")
+    );
+    // The inner sshd saw the connection come from the jump host's forward.
+    assert!(
+        inner.log().contains("Accepted publickey"),
+        "{}",
+        inner.log()
+    );
+    assert!(jump.log().contains("Accepted publickey"), "{}", jump.log());
+}
+
+/// Killing the connection in the middle of a 100 MiB upload leaves the
+/// remote file either complete and correct or untouched, never half written.
+#[test]
+fn an_upload_cut_off_by_a_dead_connection_never_leaves_a_torn_file() {
+    let s = Sshd::start();
+    ok(s.cli().args(["info", "yt"]));
+    let target = s
+        .remote_home()
+        .join(format!("{}-upload.bin", s.install_path.replace('/', "_")));
+    std::fs::write(&target, "original").unwrap();
+    let local = s.dir.join("big.bin");
+    random_file(&local, 100 << 20);
+    let mut put = s
+        .cli()
+        .args(["fs", "yt", "put"])
+        .arg(&local)
+        .arg(&target)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let some data flow, then cut every ssh process of this client.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
+        .status();
+    let status = put.wait().unwrap();
+    let content_ok = |p: &std::path::Path| {
+        let now = std::fs::read(p).unwrap();
+        now == b"original" || sha256_file(p) == sha256_file(&local)
+    };
+    assert!(
+        content_ok(&target),
+        "torn file after the cut (client exit {status:?})"
+    );
+    // The server notices the broken stream and removes its temp file.
+    let dir = target.parent().unwrap().to_path_buf();
+    let start = std::time::Instant::now();
+    let temp_prefix = format!(".{}.yonder-", target.file_name().unwrap().to_string_lossy());
+    while std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(&temp_prefix))
+    {
+        assert!(start.elapsed() < DEADLINE, "temp file left behind");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_file(&target).unwrap();
+}
