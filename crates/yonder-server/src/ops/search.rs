@@ -378,12 +378,7 @@ impl GrepWorker<'_> {
     }
 }
 
-fn grep_walk(
-    walk: WalkBuilder,
-    matcher: RegexMatcher,
-    searcher: Searcher,
-    shared: GrepShared,
-) {
+fn grep_walk(walk: WalkBuilder, matcher: RegexMatcher, searcher: Searcher, shared: GrepShared) {
     walk.build_parallel().run(|| {
         let mut w = GrepWorker {
             searcher: searcher.clone(),
@@ -761,7 +756,10 @@ mod tests {
         top.offer(r(5, b"y"));
         top.offer(r(20, b"z/z"));
         let s: Vec<_> = top.snapshot().into_iter().map(|r| r.path).collect();
-        assert_eq!(s, vec![Bytes::from_static(b"z/z"), Bytes::from_static(b"x")]);
+        assert_eq!(
+            s,
+            vec![Bytes::from_static(b"z/z"), Bytes::from_static(b"x")]
+        );
         assert!(!top.admits_score(9));
     }
 }
