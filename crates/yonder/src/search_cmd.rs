@@ -167,12 +167,11 @@ impl<W: Write> Printer<W> {
             serde_json::to_writer(&mut self.out, &j)?;
             self.out.write_all(b"\n")?;
         } else {
-            if self.context {
-                if let Some((lp, ln)) = &self.last {
-                    if *lp != path || l.line_number != ln + 1 {
-                        self.out.write_all(b"--\n")?;
-                    }
-                }
+            if self.context
+                && let Some((lp, ln)) = &self.last
+                && (*lp != path || l.line_number != ln + 1)
+            {
+                self.out.write_all(b"--\n")?;
             }
             self.out.write_all(path.as_os_str().as_bytes())?;
             match l.column() {

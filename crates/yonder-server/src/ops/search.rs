@@ -35,7 +35,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use yonder_proto::RemoteError;
@@ -68,8 +68,37 @@ const FIND_MAX_RESULTS: usize = 10_000;
 /// How often `Find` sends the best results so far while the walk goes on.
 const FIND_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Walks that may run at once; more searches wait for a turn. Each walk
+/// takes one thread per core and the page cache's attention, so a burst of
+/// searches (an editor searching as the user types, a script in a loop)
+/// queues instead of multiplying threads. Cancelled searches leave at once,
+/// so the queue drains fast when a newer search replaces an older one.
+const MAX_CONCURRENT_WALKS: usize = 4;
+
+#[derive(Debug, Clone)]
+struct WalkSlots(Arc<Semaphore>);
+
+impl Default for WalkSlots {
+    fn default() -> Self {
+        Self(Arc::new(Semaphore::new(MAX_CONCURRENT_WALKS)))
+    }
+}
+
+impl WalkSlots {
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RemoteError::new(ErrorKind::Internal, "search slots closed").to_status())
+    }
+}
+
 #[derive(Debug, Default, Clone)]
-pub struct SearchService;
+pub struct SearchService {
+    /// Shared by all connections: the daemon holds one service.
+    walks: WalkSlots,
+}
 
 fn invalid(message: impl Into<String>) -> RemoteError {
     RemoteError::new(ErrorKind::InvalidArgument, message)
@@ -692,7 +721,13 @@ impl Search for SearchService {
             limit_reached: AtomicBool::new(false),
             first_sent: AtomicBool::new(false),
         };
-        tokio::task::spawn_blocking(move || grep_walk(walk, matcher, searcher, shared));
+        // Waiting here holds back the response headers; a client that gives
+        // up while waiting drops this future and its place in the queue.
+        let slot = self.walks.acquire().await?;
+        tokio::task::spawn_blocking(move || {
+            grep_walk(walk, matcher, searcher, shared);
+            drop(slot);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -722,7 +757,11 @@ impl Search for SearchService {
             cancelled: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        tokio::spawn(find_task(walk, shared, tx));
+        let slot = self.walks.acquire().await?;
+        tokio::spawn(async move {
+            find_task(walk, shared, tx).await;
+            drop(slot);
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
