@@ -221,15 +221,26 @@ pub async fn search(run_dir: Option<&Path>, args: SearchArgs) -> anyhow::Result<
     };
     let mut stats = None;
     while let Some(ev) = stream.next().await {
-        match ev? {
-            SearchEvent::Line(l) => p.line(&root, &l)?,
+        let printed = match ev? {
+            SearchEvent::Line(l) => p.line(&root, &l),
             SearchEvent::Done(s) => {
-                p.summary(&s)?;
+                let r = p.summary(&s);
                 stats = Some(s);
+                r
             }
+        };
+        match printed {
+            // `yonder search … | head`: the reader has what it wanted.
+            // Dropping the stream stops the search on the target; leave
+            // quietly, as rg does.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            r => r?,
         }
     }
-    p.out.flush()?;
+    match p.out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        r => r?,
+    }
     match stats {
         Some(s) if s.matched_lines > 0 => Ok(()),
         // Like rg and grep: 1 means "ran fine, found nothing".

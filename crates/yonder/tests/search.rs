@@ -648,6 +648,24 @@ async fn cli_prints_like_rg_and_exits_like_rg() {
     assert_eq!(objs[3]["matched_lines"], 3);
     assert_eq!(objs[3]["truncated"], true);
 
+    // `| head -1`: the reader leaves early (200 KB of matches in big.bin
+    // overflow the pipe); yonder leaves quietly with 0, as rg does.
+    let mut child = d
+        .cli()
+        .current_dir(&w)
+        .args(["search", "local", "hello"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
     // find: best first, relative to the path; exit 1 when nothing fits.
     let (code, out, err) = run(d
         .cli()
