@@ -1,4 +1,187 @@
 //! Search calls (see the `search` service in the schema).
+//!
+//! [`Client::grep`] flattens the server's batches into one item per line and
+//! ends with the stats; [`Client::find`] yields the server's successive
+//! "best so far" lists. Dropping either stream stops the walk on the server.
 
-#[allow(unused_imports)]
-use crate::{Client, Result, remote};
+use crate::{Client, RemoteStream, Result, remote};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::ops::Range;
+use std::path::PathBuf;
+use yonder_proto::RemoteError;
+use yonder_proto::paths::from_wire;
+use yonder_proto::pb::{self, ErrorKind};
+
+pub use yonder_proto::pb::{CaseMode, FindRequest, SearchRequest, SearchStats};
+
+/// One line of a search result: a match, or context around one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchLine {
+    pub path: PathBuf,
+    /// 1-based.
+    pub line_number: u64,
+    /// The line without its terminator.
+    pub line: Bytes,
+    /// Byte ranges of every match in `line`; empty for context lines.
+    pub ranges: Vec<Range<usize>>,
+    pub is_context: bool,
+}
+
+impl SearchLine {
+    /// 1-based byte column of the first match, as rg's `--column` prints it.
+    pub fn column(&self) -> Option<u64> {
+        self.ranges.first().map(|r| r.start as u64 + 1)
+    }
+}
+
+/// What a grep stream yields: lines as they are found, then the stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchEvent {
+    Line(SearchLine),
+    Done(SearchStats),
+}
+
+/// One path found by [`Client::find`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPath {
+    /// Relative to the request's path.
+    pub path: PathBuf,
+    /// Higher is better.
+    pub score: u32,
+    /// Byte offsets of the matched characters in `path`.
+    pub positions: Vec<usize>,
+}
+
+/// The best paths so far; replaces the previous update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindUpdate {
+    /// Best first.
+    pub results: Vec<FoundPath>,
+    /// The walk is complete: this is the final list.
+    pub done: bool,
+    pub files_scanned: u64,
+}
+
+fn search_line(m: pb::SearchMatch) -> SearchLine {
+    SearchLine {
+        path: from_wire(&m.path),
+        line_number: m.line_number,
+        ranges: m
+            .ranges
+            .iter()
+            .map(|r| r.start as usize..r.end as usize)
+            .collect(),
+        line: m.line,
+        is_context: m.is_context,
+    }
+}
+
+fn ended_early(what: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Io,
+        format!("the {what} ended before its last message (connection lost?)"),
+    )
+}
+
+impl Client {
+    /// Searches file contents under `req.path`, like rg. Lines arrive as the
+    /// server finds them (in no particular file order; the lines of one file
+    /// in order); the last item is [`SearchEvent::Done`]. A bad pattern or
+    /// glob fails the call with `InvalidArgument`, a missing path with
+    /// `NotFound`.
+    pub async fn grep(&self, req: SearchRequest) -> Result<RemoteStream<SearchEvent>> {
+        let s = self
+            .search
+            .clone()
+            .grep(req)
+            .await
+            .map_err(remote)?
+            .into_inner();
+        let mut finished = false;
+        let s = s
+            .map(Some)
+            .chain(futures::stream::iter([None]))
+            .flat_map(move |batch| {
+                let items: Vec<Result<SearchEvent>> = match batch {
+                    Some(Ok(b)) => {
+                        let mut v: Vec<_> = b
+                            .matches
+                            .into_iter()
+                            .map(|m| Ok(SearchEvent::Line(search_line(m))))
+                            .collect();
+                        if let Some(stats) = b.stats {
+                            finished = true;
+                            v.push(Ok(SearchEvent::Done(stats)));
+                        }
+                        v
+                    }
+                    Some(Err(e)) => {
+                        finished = true;
+                        vec![Err(remote(e))]
+                    }
+                    None if finished => vec![],
+                    None => vec![Err(ended_early("search"))],
+                };
+                futures::stream::iter(items)
+            });
+        Ok(RemoteStream { inner: Box::pin(s) })
+    }
+
+    /// Finds files whose path (relative to `req.path`) fuzzy-matches
+    /// `req.query`, for quick open. Yields the best results so far a few
+    /// times a second, then a last update with `done` set.
+    pub async fn find(&self, req: FindRequest) -> Result<RemoteStream<FindUpdate>> {
+        let s = self
+            .search
+            .clone()
+            .find(req)
+            .await
+            .map_err(remote)?
+            .into_inner();
+        let mut finished = false;
+        let s = s
+            .map(Some)
+            .chain(futures::stream::iter([None]))
+            .filter_map(move |m| {
+                let item = match m {
+                    Some(Ok(m)) => {
+                        finished |= m.done;
+                        Some(Ok(FindUpdate {
+                            results: m
+                                .results
+                                .into_iter()
+                                .map(|r| FoundPath {
+                                    path: from_wire(&r.path),
+                                    score: r.score,
+                                    positions: r.positions.iter().map(|&p| p as usize).collect(),
+                                })
+                                .collect(),
+                            done: m.done,
+                            files_scanned: m.files_scanned,
+                        }))
+                    }
+                    Some(Err(e)) => {
+                        finished = true;
+                        Some(Err(remote(e)))
+                    }
+                    None if finished => None,
+                    None => Some(Err(ended_early("find"))),
+                };
+                futures::future::ready(item)
+            });
+        Ok(RemoteStream { inner: Box::pin(s) })
+    }
+
+    /// The final result list of a find.
+    pub async fn find_all(&self, req: FindRequest) -> Result<FindUpdate> {
+        let mut s = self.find(req).await?;
+        while let Some(u) = s.next().await {
+            let u = u?;
+            if u.done {
+                return Ok(u);
+            }
+        }
+        Err(ended_early("find"))
+    }
+}
