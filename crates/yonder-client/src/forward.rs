@@ -6,8 +6,9 @@
 //! splits into halves, and [`Tunnel::relay`] pumps it against a socket with
 //! large chunks and no extra copy. Shutting down the write side sends `eof`
 //! (the far socket sees `shutdown(SHUT_WR)`); reads return end of file when
-//! the far side shut down its writing. Dropping a tunnel closes the far
-//! connection.
+//! the far side shut down its writing. Dropping a tunnel whose write side
+//! is still open aborts the far connection; after a shutdown, the call is
+//! left to finish delivering what was written (bounded by [`LINGER`]).
 
 use crate::{Client, RemoteStream, Result, remote};
 use bytes::{Buf, Bytes, BytesMut};
@@ -15,6 +16,8 @@ use futures::StreamExt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -25,6 +28,14 @@ use yonder_proto::limits::{DATA_CHUNK, STREAM_QUEUE};
 use yonder_proto::pb::{self, ErrorKind, listen_event, tunnel_message};
 
 pub use yonder_proto::pb::PortEvent;
+
+/// How long a dropped tunnel whose writer was closed cleanly keeps its call
+/// open for the server to finish. Without it, dropping the call right after
+/// the last write would reset the stream and could discard data still
+/// queued for the far side (HTTP/2 RST_STREAM drops what is not yet sent).
+/// The server ends the call as soon as both directions are done, so this is
+/// only reached when the far side keeps its writing open.
+pub const LINGER: Duration = Duration::from_secs(30);
 
 fn msg(m: tunnel_message::Message) -> pb::TunnelMessage {
     pb::TunnelMessage { message: Some(m) }
@@ -48,6 +59,9 @@ pub struct TunnelWriter {
     tx: Option<mpsc::Sender<pb::TunnelMessage>>,
     /// A queue slot being waited for by `poll_write`/`poll_shutdown`.
     reserving: Option<Reserve>,
+    /// Set once `eof` is queued; shared with the reader, which then lets the
+    /// call finish instead of resetting it when dropped.
+    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for TunnelWriter {
@@ -79,6 +93,7 @@ impl TunnelWriter {
             tx.send(msg(tunnel_message::Message::Eof(pb::Empty {})))
                 .await
                 .map_err(|_| closed())?;
+            self.closed.store(true, Ordering::Release);
         }
         Ok(())
     }
@@ -126,13 +141,19 @@ impl AsyncWrite for TunnelWriter {
         let permit = ready!(self.poll_permit(cx))?;
         permit.send(msg(tunnel_message::Message::Eof(pb::Empty {})));
         self.tx = None;
+        self.closed.store(true, Ordering::Release);
         Poll::Ready(Ok(()))
     }
 }
 
 /// The receiving half of a [`Tunnel`].
 pub struct TunnelReader {
-    stream: tonic::Streaming<pb::TunnelMessage>,
+    /// `None` only while being dropped.
+    stream: Option<tonic::Streaming<pb::TunnelMessage>>,
+    /// The server ended the call: nothing to linger for.
+    ended: bool,
+    /// See [`TunnelWriter::closed`].
+    writer_closed: Arc<AtomicBool>,
     /// Unread rest of the last chunk (for `AsyncRead`).
     buf: Bytes,
     eof: bool,
@@ -160,7 +181,10 @@ impl TunnelReader {
             if self.eof {
                 return Poll::Ready(Ok(None));
             }
-            match ready!(self.stream.poll_next_unpin(cx)) {
+            let Some(stream) = self.stream.as_mut() else {
+                return Poll::Ready(Ok(None));
+            };
+            match ready!(stream.poll_next_unpin(cx)) {
                 Some(Ok(pb::TunnelMessage {
                     message: Some(tunnel_message::Message::Data(d)),
                 })) => {
@@ -172,11 +196,15 @@ impl TunnelReader {
                 // closed; both mean end of file here.
                 Some(Ok(pb::TunnelMessage {
                     message: Some(tunnel_message::Message::Eof(_)),
-                }))
-                | None => self.eof = true,
+                })) => self.eof = true,
+                None => {
+                    self.eof = true;
+                    self.ended = true;
+                }
                 Some(Ok(_)) => {}
                 Some(Err(s)) => {
                     self.eof = true;
+                    self.ended = true;
                     return Poll::Ready(Err(status_to_io(s)));
                 }
             }
@@ -186,6 +214,28 @@ impl TunnelReader {
     /// The next chunk the far side sent; `None` at end of file.
     pub async fn recv(&mut self) -> io::Result<Option<Bytes>> {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+}
+
+impl Drop for TunnelReader {
+    fn drop(&mut self) {
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        // Not closed cleanly: drop the call now, which resets it and closes
+        // the far connection at once (the abort a dropped socket means).
+        if self.ended || !self.writer_closed.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        });
     }
 }
 
@@ -209,7 +259,8 @@ impl AsyncRead for TunnelReader {
     }
 }
 
-/// One forwarded TCP connection. Dropping it closes the far connection.
+/// One forwarded TCP connection. Dropping it without a shutdown aborts the
+/// far connection.
 #[derive(Debug)]
 pub struct Tunnel {
     reader: TunnelReader,
@@ -338,15 +389,19 @@ impl Client {
         }
         .map_err(remote)?
         .into_inner();
+        let closed = Arc::new(AtomicBool::new(false));
         Ok(Tunnel {
             reader: TunnelReader {
-                stream,
+                stream: Some(stream),
+                ended: false,
+                writer_closed: closed.clone(),
                 buf: Bytes::new(),
                 eof: false,
             },
             writer: TunnelWriter {
                 tx: Some(tx),
                 reserving: None,
+                closed,
             },
         })
     }

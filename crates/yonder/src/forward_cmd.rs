@@ -218,7 +218,12 @@ async fn serve_remote(
         let Ok(permit) = limit.clone().acquire_owned().await else {
             break;
         };
-        let (client, host, port, to) = (client.clone(), spec.host.clone(), spec.host_port, to.clone());
+        let (client, host, port, to) = (
+            client.clone(),
+            spec.host.clone(),
+            spec.host_port,
+            to.clone(),
+        );
         tokio::spawn(async move {
             let _permit = permit;
             let tunnel = match client.accept(id).await {
@@ -379,6 +384,11 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
         ));
     }
     let (target, client) = connect(run_dir, &args.target).await?;
+    // Before the first mapping is printed: whoever reads it may stop us at
+    // once, and must get a clean exit rather than the default action.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let own_ports = Arc::new(Mutex::new(HashSet::new()));
     // The first fatal error of any forward ends the command.
@@ -403,12 +413,15 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
         ));
     }
     for spec in remote {
-        let l = client.listen(spec.bind(), spec.port).await.with_context(|| {
-            format!(
-                "listening on {} on the target",
-                host_port(spec.bind(), spec.port)
-            )
-        })?;
+        let l = client
+            .listen(spec.bind(), spec.port)
+            .await
+            .with_context(|| {
+                format!(
+                    "listening on {} on the target",
+                    host_port(spec.bind(), spec.port)
+                )
+            })?;
         announce(
             args.json,
             "remote",
@@ -438,10 +451,8 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
     }
     drop(fatal_tx);
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = int.recv() => Ok(()),
         _ = term.recv() => Ok(()),
         // With only local forwards no sender is left and this branch is
         // disabled: only a signal ends the command.
@@ -497,12 +508,12 @@ mod tests {
             ":",
             "8080",
             "8080:localhost",
-            "8080::80",               // empty host
-            ":8080:localhost:80",     // empty bind
-            "8080:localhost:0",       // destination port 0
-            "8080:localhost:65536",   // out of range
+            "8080::80",             // empty host
+            ":8080:localhost:80",   // empty bind
+            "8080:localhost:0",     // destination port 0
+            "8080:localhost:65536", // out of range
             "-1:localhost:80",
-            "+80:localhost:80",       // u16::from_str accepts a plus sign
+            "+80:localhost:80", // u16::from_str accepts a plus sign
             "80 :localhost:80",
             "99999999999999999999:h:80",
             "::1:8080:localhost:80",  // IPv6 without brackets
