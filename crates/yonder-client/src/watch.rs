@@ -14,10 +14,21 @@ use yonder_proto::pb::{self, WatchEventKind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// The watch is established: changes from now on are reported.
-    Ready { root: PathBuf },
-    Created { path: PathBuf, is_dir: bool },
-    Changed { path: PathBuf, is_dir: bool },
-    Removed { path: PathBuf, is_dir: bool },
+    Ready {
+        root: PathBuf,
+    },
+    Created {
+        path: PathBuf,
+        is_dir: bool,
+    },
+    Changed {
+        path: PathBuf,
+        is_dir: bool,
+    },
+    Removed {
+        path: PathBuf,
+        is_dir: bool,
+    },
     Renamed {
         from: PathBuf,
         to: PathBuf,
@@ -25,9 +36,14 @@ pub enum WatchEvent {
     },
     /// Events under `path` were or could be lost (`reason` says why); a
     /// [`WatchEvent::Resync`] follows.
-    Overflow { path: PathBuf, reason: String },
+    Overflow {
+        path: PathBuf,
+        reason: String,
+    },
     /// Re-read `path` (a subtree) instead of trusting earlier events.
-    Resync { path: PathBuf },
+    Resync {
+        path: PathBuf,
+    },
 }
 
 impl WatchEvent {

@@ -155,9 +155,7 @@ impl From<&WatchEvent> for JsonEvent {
             WatchEvent::Created { path, is_dir } => ("created", path, None, *is_dir, None),
             WatchEvent::Changed { path, is_dir } => ("changed", path, None, *is_dir, None),
             WatchEvent::Removed { path, is_dir } => ("removed", path, None, *is_dir, None),
-            WatchEvent::Renamed { from, to, is_dir } => {
-                ("renamed", from, Some(to), *is_dir, None)
-            }
+            WatchEvent::Renamed { from, to, is_dir } => ("renamed", from, Some(to), *is_dir, None),
             WatchEvent::Overflow { path, reason } => {
                 ("overflow", path, None, true, Some(reason.clone()))
             }

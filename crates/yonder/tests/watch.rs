@@ -56,7 +56,10 @@ impl Watching {
                         return ev;
                     }
                 }
-                Ok(other) => panic!("watch ended ({other:?}) waiting for {what}; saw {:#?}", self.seen),
+                Ok(other) => panic!(
+                    "watch ended ({other:?}) waiting for {what}; saw {:#?}",
+                    self.seen
+                ),
                 Err(_) => panic!("timed out waiting for {what}; saw {:#?}", self.seen),
             }
         }
@@ -71,9 +74,10 @@ impl Watching {
         missing.retain(|p| !self.seen.iter().any(created(p.clone())));
         while !missing.is_empty() {
             let ev = self
-                .until(&format!("creation of {missing:?}"), |e| {
-                    matches!(e, WatchEvent::Created { path, .. } if missing.contains(path))
-                })
+                .until(
+                    &format!("creation of {missing:?}"),
+                    |e| matches!(e, WatchEvent::Created { path, .. } if missing.contains(path)),
+                )
                 .await;
             let WatchEvent::Created { path, .. } = ev else {
                 unreachable!()
@@ -109,7 +113,10 @@ fn renamed(a: PathBuf, b: PathBuf) -> impl Fn(&WatchEvent) -> bool {
 /// The daemon's kernel watches: `inotify wd:` lines in its fdinfo.
 fn inotify_watches(pid: u32) -> usize {
     let mut n = 0;
-    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap().flatten() {
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(s) = std::fs::read_to_string(e.path()) {
             n += s.lines().filter(|l| l.starts_with("inotify wd:")).count();
         }
@@ -161,7 +168,9 @@ async fn the_user_creates_edits_renames_and_deletes_files_and_directories() {
 
     // A file created and deleted within the quiet period is no news at all.
     assert!(
-        !w.seen.iter().any(|e| matches!(e, WatchEvent::Overflow { .. })),
+        !w.seen
+            .iter()
+            .any(|e| matches!(e, WatchEvent::Overflow { .. })),
         "no overflow expected: {:#?}",
         w.seen
     );
@@ -268,14 +277,19 @@ async fn over_the_watch_cap_the_rest_is_polled_after_overflow_and_resync() {
     let overflow = w
         .until("overflow", |e| matches!(e, WatchEvent::Overflow { .. }))
         .await;
-    let WatchEvent::Overflow { path: polled, reason } = overflow else {
+    let WatchEvent::Overflow {
+        path: polled,
+        reason,
+    } = overflow
+    else {
         unreachable!()
     };
     assert!(polled.starts_with(&root), "{polled:?}");
     assert!(reason.contains("cap of 2"), "{reason}");
-    w.until("resync of the same subtree", |e| {
-        matches!(e, WatchEvent::Resync { path } if *path == polled)
-    })
+    w.until(
+        "resync of the same subtree",
+        |e| matches!(e, WatchEvent::Resync { path } if *path == polled),
+    )
     .await;
     assert_eq!(inotify_watches(d.child.id()), 2);
 
@@ -302,6 +316,60 @@ async fn over_the_watch_cap_the_rest_is_polled_after_overflow_and_resync() {
         .await;
 }
 
+/// Files created while the client is not reading, enough to fill every
+/// buffer between the daemon and the client and then the kernel's queue of
+/// 16,384 events (`fs.inotify.max_queued_events`; two events per file).
+const FLOOD_FILES: usize = 40_000;
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_overflow_then_resync_and_polling() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let root = d.work();
+    let mut w = Watching::start(
+        &c,
+        pb::WatchRequest {
+            poll_interval_ms: 100,
+            ..req(&root)
+        },
+    )
+    .await;
+    let queued: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        FLOOD_FILES * 2 >= queued * 4,
+        "the flood must exceed the kernel queue ({queued} events) with room for what the buffers absorb"
+    );
+    // This test runs on a current-thread runtime: while it creates files,
+    // nothing reads the connection, as with a stalled client.
+    let long = "x".repeat(200);
+    for i in 0..FLOOD_FILES {
+        std::fs::File::create(root.join(format!("{long}{i}"))).unwrap();
+    }
+    let ev = w
+        .until(
+            "overflow of the whole tree",
+            |e| matches!(e, WatchEvent::Overflow { path, .. } if *path == root),
+        )
+        .await;
+    let WatchEvent::Overflow { reason, .. } = ev else {
+        unreachable!()
+    };
+    assert!(reason.contains("queue overflowed"), "{reason}");
+    w.until(
+        "resync of the whole tree",
+        |e| matches!(e, WatchEvent::Resync { path } if *path == root),
+    )
+    .await;
+    // The tree is polled now: no kernel watches, and changes still arrive.
+    assert_eq!(inotify_watches(d.child.id()), 0);
+    std::fs::write(root.join("after"), "x").unwrap();
+    w.until("after created", created(root.join("after"))).await;
+}
+
 #[tokio::test]
 async fn force_polling_reports_changes_without_kernel_watches() {
     let d = Daemon::start();
@@ -324,8 +392,11 @@ async fn force_polling_reports_changes_without_kernel_watches() {
     std::fs::write(root.join("dir/f"), "22").unwrap();
     w.until("dir/f changed", changed(root.join("dir/f"))).await;
     std::fs::rename(root.join("dir/f"), root.join("g")).unwrap();
-    w.until("dir/f renamed to g", renamed(root.join("dir/f"), root.join("g")))
-        .await;
+    w.until(
+        "dir/f renamed to g",
+        renamed(root.join("dir/f"), root.join("g")),
+    )
+    .await;
     std::fs::remove_file(root.join("g")).unwrap();
     w.until("g removed", removed(root.join("g"))).await;
 }

@@ -246,9 +246,9 @@ async fn bench(tmp: &Path, sock: &Path, daemon_pid: u32) -> anyhow::Result<Vec<R
             rows.push(Row {
                 what: format!("write → event {name}, {label}, {WRITES} writes"),
                 yonder: ms(percentile(&lat, p)),
-                peer: peer_lat
-                    .as_ref()
-                    .map_or_else(no_peer, |l| format!("{} (no debounce)", ms(percentile(l, p)))),
+                peer: peer_lat.as_ref().map_or_else(no_peer, |l| {
+                    format!("{} (no debounce)", ms(percentile(l, p)))
+                }),
             });
         }
     }
@@ -308,7 +308,9 @@ async fn bench(tmp: &Path, sock: &Path, daemon_pid: u32) -> anyhow::Result<Vec<R
             .spawn()?;
         let t = Instant::now();
         let mut err = BufReader::new(child.stderr.take().context("stderr")?).lines();
-        while let Some(l) = tokio::time::timeout(Duration::from_secs(120), err.next_line()).await?? {
+        while let Some(l) =
+            tokio::time::timeout(Duration::from_secs(120), err.next_line()).await??
+        {
             if l.contains("Watches established") {
                 break;
             }

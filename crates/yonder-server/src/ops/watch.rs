@@ -39,6 +39,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -90,8 +91,39 @@ fn dir_mask() -> WatchMask {
         | WatchMask::EXCL_UNLINK
 }
 
+/// Watches one daemon runs at once. Each holds a thread and an inotify
+/// instance (the kernel allows a user 128 by default, past which watches are
+/// polled); a runaway client must not be able to exhaust the daemon's threads.
+pub const MAX_LIVE_WATCHES: usize = 512;
+
 #[derive(Debug, Default, Clone)]
-pub struct WatchService;
+pub struct WatchService {
+    /// Watches running now; each watch thread holds a [`LiveGuard`].
+    live: Arc<AtomicUsize>,
+}
+
+/// Counts one running watch for as long as it lives.
+struct LiveGuard(Arc<AtomicUsize>);
+
+impl LiveGuard {
+    fn acquire(live: &Arc<AtomicUsize>) -> Result<Self, RemoteError> {
+        let prev = live.fetch_add(1, Ordering::SeqCst);
+        let guard = Self(live.clone());
+        if prev >= MAX_LIVE_WATCHES {
+            return Err(RemoteError::new(
+                ErrorKind::NoSpace,
+                format!("this server already runs {MAX_LIVE_WATCHES} watches; end some first"),
+            ));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 #[tonic::async_trait]
 impl Watch for WatchService {
@@ -101,6 +133,7 @@ impl Watch for WatchService {
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = req.into_inner();
+        let live = LiveGuard::acquire(&self.live).map_err(|e| e.to_status())?;
         let opts = Options::from_request(&req).map_err(|e| e.to_status())?;
         let filter = {
             let (root, ignore, gitignore) = (opts.root.clone(), req.ignore, req.use_gitignore);
@@ -136,7 +169,7 @@ impl Watch for WatchService {
         std::thread::Builder::new()
             .name("yonder-watch".into())
             .spawn(move || {
-                let _done = done_tx;
+                let (_done, _live) = (done_tx, live);
                 Tree::new(opts, filter).run(&stop_rx, &tx);
             })
             .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()).to_status())?;
@@ -243,7 +276,11 @@ impl Filter {
         if rel.as_os_str().is_empty() {
             return false;
         }
-        if self.globs.matched_path_or_any_parents(path, is_dir).is_ignore() {
+        if self
+            .globs
+            .matched_path_or_any_parents(path, is_dir)
+            .is_ignore()
+        {
             return true;
         }
         if !self.gitignore {
@@ -283,7 +320,10 @@ enum Change {
     Changed,
     Removed,
     /// This path is the new name of `from`; `changed`: written too.
-    Renamed { from: PathBuf, changed: bool },
+    Renamed {
+        from: PathBuf,
+        changed: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -398,7 +438,10 @@ impl Coalescer {
                 self.entries.remove(&to);
                 self.created(to, is_dir);
             }
-            Some(Change::Renamed { from: orig, changed }) if orig == to => {
+            Some(Change::Renamed {
+                from: orig,
+                changed,
+            }) if orig == to => {
                 // Renamed there and back.
                 if changed {
                     self.changed(to, is_dir);
@@ -417,7 +460,14 @@ impl Coalescer {
                 },
                 is_dir,
             ),
-            Some(Change::Changed) => self.put(to, Change::Renamed { from, changed: true }, is_dir),
+            Some(Change::Changed) => self.put(
+                to,
+                Change::Renamed {
+                    from,
+                    changed: true,
+                },
+                is_dir,
+            ),
             None | Some(Change::Removed) => self.put(
                 to,
                 Change::Renamed {
@@ -453,8 +503,8 @@ impl Coalescer {
 
     /// The held events in the order they first happened, if they are due.
     fn take_due(&mut self, now: Instant, debounce: Duration) -> Option<Vec<pb::WatchEvent>> {
-        let due = self.entries.len() >= MAX_PENDING
-            || self.deadline(debounce).is_some_and(|d| now >= d);
+        let due =
+            self.entries.len() >= MAX_PENDING || self.deadline(debounce).is_some_and(|d| now >= d);
         if !due {
             return None;
         }
@@ -1071,7 +1121,24 @@ mod tests {
     }
 
     fn release(c: &mut Coalescer) -> Vec<(WatchEventKind, String, String)> {
-        kinds(&c.take_due(Instant::now() + MAX_HOLD * 2, Duration::ZERO).unwrap_or_default())
+        kinds(
+            &c.take_due(Instant::now() + MAX_HOLD * 2, Duration::ZERO)
+                .unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn live_watches_are_capped_and_released() {
+        let live = Arc::new(AtomicUsize::new(0));
+        let mut held: Vec<LiveGuard> = (0..MAX_LIVE_WATCHES)
+            .map(|_| LiveGuard::acquire(&live).unwrap())
+            .collect();
+        let e = LiveGuard::acquire(&live).err().expect("over the cap");
+        assert_eq!(e.kind, ErrorKind::NoSpace);
+        held.pop();
+        assert!(LiveGuard::acquire(&live).is_ok());
+        drop(held);
+        assert_eq!(live.load(Ordering::SeqCst), 0);
     }
 
     #[test]
@@ -1123,13 +1190,23 @@ mod tests {
         c.changed("/t/a".into(), false);
         let now = Instant::now();
         assert!(c.take_due(now, Duration::from_secs(60)).is_none());
-        assert!(c.take_due(now + MAX_HOLD.max(Duration::from_secs(60)), Duration::from_secs(60)).is_some());
+        assert!(
+            c.take_due(
+                now + MAX_HOLD.max(Duration::from_secs(60)),
+                Duration::from_secs(60)
+            )
+            .is_some()
+        );
     }
 
     #[test]
     fn globs_use_gitignore_syntax_at_any_depth() {
-        let mut f = Filter::new(Path::new("/t"), &["node_modules".into(), "*.log".into()], false)
-            .unwrap();
+        let mut f = Filter::new(
+            Path::new("/t"),
+            &["node_modules".into(), "*.log".into()],
+            false,
+        )
+        .unwrap();
         assert!(f.is_ignored(Path::new("/t/a/node_modules"), true));
         assert!(f.is_ignored(Path::new("/t/a/node_modules/x/y.js"), false));
         assert!(f.is_ignored(Path::new("/t/b.log"), false));
@@ -1166,7 +1243,11 @@ mod tests {
         let mut got = release(&mut c);
         got.sort();
         let mut want = vec![
-            (WatchEventKind::Renamed, "/t/d".to_string(), "/t/e".to_string()),
+            (
+                WatchEventKind::Renamed,
+                "/t/d".to_string(),
+                "/t/e".to_string(),
+            ),
             (WatchEventKind::Created, "/t/h".into(), String::new()),
             (WatchEventKind::Removed, "/t/g".into(), String::new()),
         ];
