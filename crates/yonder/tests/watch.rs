@@ -431,6 +431,54 @@ async fn dropping_the_stream_releases_the_daemons_kernel_watches() {
 }
 
 #[tokio::test]
+async fn a_directory_moved_in_is_created_with_its_contents_and_moved_out_is_removed() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let work = d.work();
+    let (root, outside) = (work.join("root"), work.join("outside"));
+    std::fs::create_dir_all(outside.join("pkg/src")).unwrap();
+    std::fs::write(outside.join("pkg/src/lib.rs"), "x").unwrap();
+    std::fs::create_dir(&root).unwrap();
+    let mut w = Watching::start(&c, req(&root)).await;
+
+    std::fs::rename(outside.join("pkg"), root.join("pkg")).unwrap();
+    w.until_all(&[
+        root.join("pkg"),
+        root.join("pkg/src"),
+        root.join("pkg/src/lib.rs"),
+    ])
+    .await;
+    // Watched from then on.
+    std::fs::write(root.join("pkg/src/main.rs"), "x").unwrap();
+    w.until(
+        "pkg/src/main.rs created",
+        created(root.join("pkg/src/main.rs")),
+    )
+    .await;
+
+    std::fs::rename(root.join("pkg"), outside.join("pkg")).unwrap();
+    w.until("pkg removed", removed(root.join("pkg"))).await;
+    // Its watches went with it: only the root's is left.
+    eventually("the moved-out directories are no longer watched", || {
+        inotify_watches(d.child.id()) == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_symlinked_root_is_followed_and_reported_under_the_name_given() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let work = d.work();
+    std::fs::create_dir(work.join("real")).unwrap();
+    std::os::unix::fs::symlink("real", work.join("link")).unwrap();
+    let mut w = Watching::start(&c, req(&work.join("link"))).await;
+    std::fs::write(work.join("real/f"), "x").unwrap();
+    w.until("link/f created", created(work.join("link/f")))
+        .await;
+}
+
+#[tokio::test]
 async fn watching_a_missing_path_or_a_file_fails_naming_it() {
     let d = Daemon::start();
     let c = d.client().await;

@@ -290,9 +290,9 @@ impl Filter {
             return true;
         }
         // The deepest .gitignore with an opinion wins, as in git.
-        let root = self.root.clone();
-        let mut dir = path.parent();
-        while let Some(d) = dir {
+        // The parent, its parent, … up to and including the root.
+        let depth = rel.components().count();
+        for d in path.ancestors().skip(1).take(depth) {
             if let Some(m) = self.matcher(d) {
                 let verdict = m.matched_path_or_any_parents(path, is_dir);
                 if verdict.is_ignore() {
@@ -302,10 +302,6 @@ impl Filter {
                     return false;
                 }
             }
-            if d == root {
-                break;
-            }
-            dir = d.parent();
         }
         false
     }
@@ -839,7 +835,14 @@ impl Tree {
                 self.opts.max_watches
             )));
         }
-        match inotify.watches().add(dir, dir_mask()) {
+        // The root may be a symlink the user named on purpose; below it,
+        // symlinks are never followed.
+        let mask = if dir == self.opts.root {
+            dir_mask() - WatchMask::DONT_FOLLOW
+        } else {
+            dir_mask()
+        };
+        match inotify.watches().add(dir, mask) {
             Ok(wd) => {
                 let p: Arc<Path> = Arc::from(dir);
                 self.by_wd.insert(wd.clone(), p.clone());
@@ -938,6 +941,11 @@ impl Tree {
     /// Reads every queued kernel event.
     fn drain(&mut self, buf: &mut [u8]) -> Result<(), RemoteError> {
         loop {
+            if self.out.entries.len() >= MAX_PENDING {
+                // Release what is held first (the caller does); the rest
+                // stays queued in the kernel, and so do unpaired renames.
+                return Ok(());
+            }
             let Some(inotify) = self.inotify.as_mut() else {
                 return Ok(());
             };
