@@ -316,16 +316,24 @@ async fn over_the_watch_cap_the_rest_is_polled_after_overflow_and_resync() {
         .await;
 }
 
-/// Files created while the client is not reading, enough to fill every
-/// buffer between the daemon and the client and then the kernel's queue of
-/// 16,384 events (`fs.inotify.max_queued_events`; two events per file).
-const FLOOD_FILES: usize = 40_000;
+/// Files created (and then deleted) while the client is not reading. Their
+/// directory's path is about 3.5 KiB long, so few events fill the socket and
+/// HTTP/2 buffers; then the call's queue and the daemon's held events fill,
+/// and the rest overflows the kernel's queue of 16,384 events
+/// (`fs.inotify.max_queued_events`; each new file is two events, each
+/// deletion one). Measured: 12,000 files were just enough; this is margin.
+const FLOOD_FILES: usize = 20_000;
 
 #[tokio::test]
 async fn a_client_that_stops_reading_gets_overflow_then_resync_and_polling() {
     let d = Daemon::start();
     let c = d.client().await;
     let root = d.work();
+    let mut deep = root.join("flood");
+    for level in 0..13 {
+        deep.push(format!("{level:02}{}", "d".repeat(250)));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
     let mut w = Watching::start(
         &c,
         pb::WatchRequest {
@@ -340,15 +348,17 @@ async fn a_client_that_stops_reading_gets_overflow_then_resync_and_polling() {
         .parse()
         .unwrap();
     assert!(
-        FLOOD_FILES * 2 >= queued * 4,
-        "the flood must exceed the kernel queue ({queued} events) with room for what the buffers absorb"
+        FLOOD_FILES * 2 >= queued + queued / 4,
+        "the flood must exceed the kernel queue ({queued} events) with room to spare"
     );
     // This test runs on a current-thread runtime: while it creates files,
     // nothing reads the connection, as with a stalled client.
-    let long = "x".repeat(200);
     for i in 0..FLOOD_FILES {
-        std::fs::File::create(root.join(format!("{long}{i}"))).unwrap();
+        std::fs::File::create(deep.join(i.to_string())).unwrap();
     }
+    // Gone again before the client reads on: the kernel queue has overflowed
+    // by now, and polling an empty tree afterwards is cheap.
+    std::fs::remove_dir_all(root.join("flood")).unwrap();
     let ev = w
         .until(
             "overflow of the whole tree",
