@@ -144,8 +144,7 @@ pub fn classify(host: &str, stderr: &str) -> SshError {
     }
     let detail = s
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or("unknown error (no message from ssh)")
         .trim()
         .to_string();

@@ -185,13 +185,12 @@ fn exit_codes_tell_usage_unreachable_and_failure_apart() {
     let (code, _, err) = run(d.cli().args(["info", "ftp://x"]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown scheme"), "{err}");
-    for t in [
-        "devbox",
-        "ssh://me@devbox:2222",
-        "container://web",
-        "devcontainer:.",
-        "wsl://Debian",
-    ] {
+    for t in ["ssh://me@no-such-host.invalid:2222", "no-such-host.invalid"] {
+        let (code, _, err) = run(d.cli().args(["info", t]));
+        assert_eq!(code, 255, "{t}: {err}");
+        assert!(err.contains("could not be resolved"), "{err}");
+    }
+    for t in ["container://web", "devcontainer:.", "wsl://Debian"] {
         let (code, _, err) = run(d.cli().args(["info", t]));
         assert_eq!(code, 255, "{t}: {err}");
         assert!(err.contains("not yet supported"), "{err}");

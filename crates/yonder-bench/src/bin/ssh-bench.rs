@@ -19,7 +19,9 @@ impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = Command::new("pkill").args(["-u", USER, "-f", ".yonder-bench"]).status();
+        let _ = Command::new("pkill")
+            .args(["-u", USER, "-f", ".yonder-bench"])
+            .status();
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_dir_all(format!("/home/{USER}/.yonder-bench"));
     }
@@ -27,7 +29,11 @@ impl Drop for Sshd {
 
 fn sh(script: &str) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let st = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).status()?;
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .status()?;
     if !st.success() {
         bail!("`{script}` failed");
     }
@@ -50,14 +56,32 @@ fn start_sshd() -> anyhow::Result<(Sshd, u16)> {
     let dir = PathBuf::from("/var/lib/yonder-tests/bench");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    sh(&format!("chmod 755 /var/lib/yonder-tests {d} && ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/id && cp {d}/id.pub {d}/authorized_keys && chmod 644 {d}/authorized_keys && mkdir -p /run/sshd", d = dir.display()))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    sh(&format!(
+        "chmod 755 /var/lib/yonder-tests {d} && ssh-keygen -q -t ed25519 -N '' -f {d}/host_key && ssh-keygen -q -t ed25519 -N '' -f {d}/id && cp {d}/id.pub {d}/authorized_keys && chmod 644 {d}/authorized_keys && mkdir -p /run/sshd",
+        d = dir.display()
+    ))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-f", "/dev/null", "-p", &port.to_string(), "-o", "ListenAddress=127.0.0.1", "-o", "PidFile=none"])
+        .args([
+            "-D",
+            "-f",
+            "/dev/null",
+            "-p",
+            &port.to_string(),
+            "-o",
+            "ListenAddress=127.0.0.1",
+            "-o",
+            "PidFile=none",
+        ])
         .arg("-h")
         .arg(dir.join("host_key"))
         .arg("-o")
-        .arg(format!("AuthorizedKeysFile={}", dir.join("authorized_keys").display()))
+        .arg(format!(
+            "AuthorizedKeysFile={}",
+            dir.join("authorized_keys").display()
+        ))
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -68,7 +92,10 @@ fn start_sshd() -> anyhow::Result<(Sshd, u16)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let host = std::fs::read_to_string(dir.join("host_key.pub"))?;
-    std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {host}"))?;
+    std::fs::write(
+        dir.join("known_hosts"),
+        format!("[127.0.0.1]:{port} {host}"),
+    )?;
     std::fs::write(
         dir.join("config"),
         format!(
@@ -96,55 +123,152 @@ fn main() -> anyhow::Result<()> {
     // First connect: master, probe, upload of this binary, daemon start.
     let first = sh(&format!("{} > /dev/null", yonder("exec b -- true")))?;
     let size = std::fs::metadata(&y)?.len();
-    rows.push(("first connect, installing the server".into(), format!("{} ({} MiB uploaded)", ms(first), size >> 20), "-".into(), "-".into()));
+    rows.push((
+        "first connect, installing the server".into(),
+        format!("{} ({} MiB uploaded)", ms(first), size >> 20),
+        "-".into(),
+        "-".into(),
+    ));
 
     // Warm: yonder's master is up (ControlPersist) and the daemon runs.
-    let warm = best(RUNS, || sh(&format!("{} > /dev/null", yonder("exec b -- true"))))?;
-    let cold_ssh = best(RUNS, || sh(&format!("{ssh} -o ControlMaster=no -o ControlPath=none b true > /dev/null 2>&1")))?;
-    rows.push(("`exec b -- true`, warm (goal ≤ 1.0× ssh without master)".into(), ms(warm), format!("{} (`ssh b true`)", ms(cold_ssh)), format!("{:.2}×", warm.as_secs_f64() / cold_ssh.as_secs_f64())));
+    let warm = best(RUNS, || {
+        sh(&format!("{} > /dev/null", yonder("exec b -- true")))
+    })?;
+    let cold_ssh = best(RUNS, || {
+        sh(&format!(
+            "{ssh} -o ControlMaster=no -o ControlPath=none b true > /dev/null 2>&1"
+        ))
+    })?;
+    rows.push((
+        "`exec b -- true`, warm (goal ≤ 1.0× ssh without master)".into(),
+        ms(warm),
+        format!("{} (`ssh b true`)", ms(cold_ssh)),
+        format!("{:.2}×", warm.as_secs_f64() / cold_ssh.as_secs_f64()),
+    ));
     let mux = format!("{ssh} -o ControlPath={}/run/ssh/%C", d.display());
     let ssh_mux = best(RUNS, || sh(&format!("{mux} b true > /dev/null 2>&1")))?;
-    rows.push(("same, vs ssh through yonder's master (goal: yonder ≤ 0.3× ssh without master)".into(), ms(warm), format!("{} (`ssh` via the master)", ms(ssh_mux)), format!("{:.2}× of no-master ssh", warm.as_secs_f64() / cold_ssh.as_secs_f64())));
+    rows.push((
+        "same, vs ssh through yonder's master (goal: yonder ≤ 0.3× ssh without master)".into(),
+        ms(warm),
+        format!("{} (`ssh` via the master)", ms(ssh_mux)),
+        format!(
+            "{:.2}× of no-master ssh",
+            warm.as_secs_f64() / cold_ssh.as_secs_f64()
+        ),
+    ));
 
     // 1 GiB up and down.
     let big = d.join("big");
-    sh(&format!("head -c {} /dev/urandom > {}", 1u64 << 30, big.display()))?;
+    sh(&format!(
+        "head -c {} /dev/urandom > {}",
+        1u64 << 30,
+        big.display()
+    ))?;
     let rpath = format!("/home/{USER}/.yonder-bench/big");
-    let up = best(2, || sh(&format!("{} > /dev/null", yonder(&format!("fs b put {} {rpath}", big.display())))))?;
-    let scp_up = best(2, || sh(&format!("scp -q -F {} {} b:{rpath}.scp", cfg.display(), big.display())))?;
-    let cat_up = best(2, || sh(&format!("cat {} | {ssh} b 'cat > {rpath}.cat' 2>/dev/null", big.display())))?;
+    let up = best(2, || {
+        sh(&format!(
+            "{} > /dev/null",
+            yonder(&format!("fs b put {} {rpath}", big.display()))
+        ))
+    })?;
+    let scp_up = best(2, || {
+        sh(&format!(
+            "scp -q -F {} {} b:{rpath}.scp",
+            cfg.display(),
+            big.display()
+        ))
+    })?;
+    let cat_up = best(2, || {
+        sh(&format!(
+            "cat {} | {ssh} b 'cat > {rpath}.cat' 2>/dev/null",
+            big.display()
+        ))
+    })?;
     let mib = |t: Duration| format!("{:.0} MiB/s", 1024.0 / t.as_secs_f64());
-    rows.push(("upload 1 GiB (goal ≥ 1.0× scp)".into(), mib(up), format!("scp {}, cat|ssh {}", mib(scp_up), mib(cat_up)), format!("{:.2}× scp", scp_up.as_secs_f64() / up.as_secs_f64())));
+    rows.push((
+        "upload 1 GiB (goal ≥ 1.0× scp)".into(),
+        mib(up),
+        format!("scp {}, cat|ssh {}", mib(scp_up), mib(cat_up)),
+        format!("{:.2}× scp", scp_up.as_secs_f64() / up.as_secs_f64()),
+    ));
     let down_path = d.join("down");
-    let down = best(2, || sh(&format!("{} > /dev/null", yonder(&format!("fs b get {rpath} {}", down_path.display())))))?;
-    let scp_down = best(2, || sh(&format!("scp -q -F {} b:{rpath} {}.scp", cfg.display(), down_path.display())))?;
-    rows.push(("download 1 GiB (goal ≥ 1.0× scp)".into(), mib(down), format!("scp {}", mib(scp_down)), format!("{:.2}× scp", scp_down.as_secs_f64() / down.as_secs_f64())));
+    let down = best(2, || {
+        sh(&format!(
+            "{} > /dev/null",
+            yonder(&format!("fs b get {rpath} {}", down_path.display()))
+        ))
+    })?;
+    let scp_down = best(2, || {
+        sh(&format!(
+            "scp -q -F {} b:{rpath} {}.scp",
+            cfg.display(),
+            down_path.display()
+        ))
+    })?;
+    rows.push((
+        "download 1 GiB (goal ≥ 1.0× scp)".into(),
+        mib(down),
+        format!("scp {}", mib(scp_down)),
+        format!("{:.2}× scp", scp_down.as_secs_f64() / down.as_secs_f64()),
+    ));
     let _ = std::fs::remove_file(&big);
 
     // 10,000 files of 1 KiB.
     let tree = d.join("tree");
-    sh(&format!("mkdir -p {t} && cd {t} && for i in $(seq 1 100); do mkdir d$i; for j in $(seq 1 100); do head -c 1024 /dev/urandom > d$i/f$j; done; done", t = tree.display()))?;
+    sh(&format!(
+        "mkdir -p {t} && cd {t} && for i in $(seq 1 100); do mkdir d$i; for j in $(seq 1 100); do head -c 1024 /dev/urandom > d$i/f$j; done; done",
+        t = tree.display()
+    ))?;
     let rtree = format!("/home/{USER}/.yonder-bench/tree");
     let put = best(2, || {
         let _ = Command::new("rm").args(["-rf", &rtree]).status();
-        sh(&format!("{} > /dev/null", yonder(&format!("fs b put {} {rtree}", tree.display()))))
+        sh(&format!(
+            "{} > /dev/null",
+            yonder(&format!("fs b put {} {rtree}", tree.display()))
+        ))
     })?;
     let rsync = best(2, || {
-        let _ = Command::new("rm").args(["-rf", &format!("{rtree}.rsync")]).status();
-        sh(&format!("rsync -a -e '{ssh}' {}/ b:{rtree}.rsync/", tree.display()))
+        let _ = Command::new("rm")
+            .args(["-rf", &format!("{rtree}.rsync")])
+            .status();
+        sh(&format!(
+            "rsync -a -e '{ssh}' {}/ b:{rtree}.rsync/",
+            tree.display()
+        ))
     })?;
-    let tar = best(2, || sh(&format!("tar -C {} -cf - . | {ssh} b 'mkdir -p {rtree}.tar && tar -C {rtree}.tar -xf -' 2>/dev/null", tree.display())))?;
-    rows.push(("put 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time)".into(), ms(put), format!("rsync -a {}, tar|ssh {}", ms(rsync), ms(tar)), format!("{:.2}× rsync", put.as_secs_f64() / rsync.as_secs_f64())));
+    let tar = best(2, || {
+        sh(&format!(
+            "tar -C {} -cf - . | {ssh} b 'mkdir -p {rtree}.tar && tar -C {rtree}.tar -xf -' 2>/dev/null",
+            tree.display()
+        ))
+    })?;
+    rows.push((
+        "put 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time)".into(),
+        ms(put),
+        format!("rsync -a {}, tar|ssh {}", ms(rsync), ms(tar)),
+        format!("{:.2}× rsync", put.as_secs_f64() / rsync.as_secs_f64()),
+    ));
     let local_back = d.join("back");
     let get = best(2, || {
         let _ = std::fs::remove_dir_all(&local_back);
-        sh(&format!("{} > /dev/null", yonder(&format!("fs b get {rtree} {}", local_back.display()))))
+        sh(&format!(
+            "{} > /dev/null",
+            yonder(&format!("fs b get {rtree} {}", local_back.display()))
+        ))
     })?;
     let rsync_get = best(2, || {
         let _ = std::fs::remove_dir_all(local_back.with_extension("rsync"));
-        sh(&format!("rsync -a -e '{ssh}' b:{rtree}/ {}/", local_back.with_extension("rsync").display()))
+        sh(&format!(
+            "rsync -a -e '{ssh}' b:{rtree}/ {}/",
+            local_back.with_extension("rsync").display()
+        ))
     })?;
-    rows.push(("get 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time)".into(), ms(get), format!("rsync -a {}", ms(rsync_get)), format!("{:.2}× rsync", get.as_secs_f64() / rsync_get.as_secs_f64())));
+    rows.push((
+        "get 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time)".into(),
+        ms(get),
+        format!("rsync -a {}", ms(rsync_get)),
+        format!("{:.2}× rsync", get.as_secs_f64() / rsync_get.as_secs_f64()),
+    ));
 
     println!("| measurement | yonder | peer | ratio |");
     println!("|---|---|---|---|");
