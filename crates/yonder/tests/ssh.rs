@@ -515,3 +515,113 @@ fn an_upload_cut_off_by_a_dead_connection_never_leaves_a_torn_file() {
     }
     std::fs::remove_file(&target).unwrap();
 }
+
+/// The local target's live-work scenarios again, over SSH: search, watch
+/// and a forward, each through the real CLI.
+#[test]
+fn search_watch_and_forward_work_over_ssh() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = Sshd::start();
+    let dir = s
+        .remote_home()
+        .join(format!("{}-work", s.install_path.replace('/', "_")));
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/a.rs"), "fn main() {}\n// needle here\n").unwrap();
+    std::fs::write(dir.join("src/b.txt"), "no match\nanother needle\n").unwrap();
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{TEST_USER}:")])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // search: the same lines rg finds.
+    let out = ok(s.cli().args(["search", "yt", "needle"]).arg(&dir));
+    let mut got: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    got.sort();
+    let rg = std::process::Command::new("rg")
+        .args(["--no-heading", "--column", "needle"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let mut want: Vec<String> = String::from_utf8(rg.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // watch: a file created on the remote is reported.
+    let mut w = s
+        .cli()
+        .args(["fs", "yt", "watch", "--json"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("\"ready\""), "{first}");
+    std::fs::write(dir.join("src/new.txt"), "x").unwrap();
+    let created = loop {
+        let l = lines.next().expect("an event").unwrap();
+        if l.contains("new.txt") {
+            break l;
+        }
+    };
+    assert!(created.contains("\"created\""), "{created}");
+    let _ = w.kill();
+    let _ = w.wait();
+
+    // forward: an echo server reached through the target.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in echo.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut f = s
+        .cli()
+        .args([
+            "forward",
+            "yt",
+            &format!("0:127.0.0.1:{echo_port}"),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut flines = BufReader::new(f.stdout.take().unwrap()).lines();
+    let mapping: serde_json::Value =
+        serde_json::from_str(&flines.next().unwrap().unwrap()).unwrap();
+    let listen = mapping["listen"].as_str().unwrap().to_string();
+    let mut c = std::net::TcpStream::connect(&listen).unwrap();
+    let mut payload = vec![0u8; 1 << 20];
+    getrandom::fill(&mut payload).unwrap();
+    let mut reader = c.try_clone().unwrap();
+    let p2 = payload.clone();
+    let writer = std::thread::spawn(move || c.write_all(&p2).unwrap());
+    let mut back = vec![0u8; payload.len()];
+    reader.read_exact(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == payload, "the echo through the SSH forward differs");
+    let _ = f.kill();
+    let _ = f.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
