@@ -43,6 +43,9 @@ pub use yonder_proto::pb::{DirEntry, FileType, Metadata, SystemInfo, WriteReply}
 
 pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
 
+/// Largest HTTP/2 frame we accept from the server: the data chunk size.
+const MAX_FRAME: u32 = 256 * 1024;
+
 /// How long the server has to answer the handshake. Covers starting the
 /// daemon on a slow remote; a peer that never answers fails instead of
 /// hanging.
@@ -342,6 +345,9 @@ impl Client {
         let channel = Endpoint::from_static("http://yonder.invalid")
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            // Let the server send a whole 256 KiB data chunk as one frame
+            // instead of sixteen 16 KiB ones (HTTP/2's default).
+            .max_frame_size(MAX_FRAME)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
