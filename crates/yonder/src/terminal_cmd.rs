@@ -97,19 +97,42 @@ pub async fn shell(
             cols,
         })
         .await?;
-    attach(&client, &t, target, &info.id).await
+    attach(run_dir, &client, &t, target, &info.id).await
 }
 
-/// Attaches this process's terminal to a remote one until it exits or the
-/// connection drops.
-async fn attach(client: &Client, t: &Target, target: &str, id: &str) -> anyhow::Result<()> {
+/// Pauses between reconnect attempts after a dropped connection: quick at
+/// first (a blip), then every 8 s; about two minutes in all, enough for a
+/// Wi-Fi handover, a VPN reconnect or a laptop waking up. After that yonder
+/// gives up; the terminal keeps running on the target.
+const RECONNECT_DELAYS_MS: [u64; 18] = [
+    250, 500, 1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000,
+    8000, 8000,
+];
+
+/// What the local terminal sends while attached.
+enum Input {
+    Data(bytes::Bytes),
+    Resize(u16, u16),
+}
+
+/// Attaches this process's terminal to a remote one until it exits. When
+/// the connection drops, shows that it is reconnecting, reconnects with
+/// backoff and resumes from the last byte it showed, so the output from the
+/// gap is replayed once and nothing is repeated.
+async fn attach(
+    run_dir: Option<&Path>,
+    client: &Client,
+    t: &Target,
+    target: &str,
+    id: &str,
+) -> anyhow::Result<()> {
     let mut session = client.attach_terminal(id, None).await?;
-    let writer = session.writer();
     if let Some((rows, cols)) = window_size() {
-        let _ = writer.resize(rows, cols).await;
+        let _ = session.writer().resize(rows, cols).await;
     }
     let raw = RawMode::enable();
-    let w = writer.clone();
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Input>(64);
+    let tx = in_tx.clone();
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; 16 * 1024];
@@ -117,7 +140,8 @@ async fn attach(client: &Client, t: &Target, target: &str, id: &str) -> anyhow::
             match stdin.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if w.write(bytes::Bytes::copy_from_slice(&buf[..n]))
+                    if tx
+                        .send(Input::Data(bytes::Bytes::copy_from_slice(&buf[..n])))
                         .await
                         .is_err()
                     {
@@ -130,21 +154,39 @@ async fn attach(client: &Client, t: &Target, target: &str, id: &str) -> anyhow::
     if let Ok(mut winch) =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
     {
-        let w = writer.clone();
+        let tx = in_tx.clone();
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
-                if let Some((rows, cols)) = window_size() {
-                    let _ = w.resize(rows, cols).await;
+                if let Some((rows, cols)) = window_size()
+                    && tx.send(Input::Resize(rows, cols)).await.is_err()
+                {
+                    return;
                 }
             }
         });
     }
+    drop(in_tx);
     let mut stdout = tokio::io::stdout();
-    let result = loop {
-        match session.next().await {
-            Some(Ok(TerminalEvent::Data { data, .. })) => {
+    let mut next_offset: Option<u64> = None;
+    let result = 'session: loop {
+        let w = session.writer();
+        let ev = tokio::select! {
+            ev = session.next() => ev,
+            Some(input) = in_rx.recv() => {
+                // Input typed while the link is down has nowhere to go; it
+                // is dropped rather than replayed late into a shell.
+                let _ = match input {
+                    Input::Data(d) => w.write(d).await,
+                    Input::Resize(r, c) => w.resize(r, c).await,
+                };
+                continue;
+            }
+        };
+        match ev {
+            Some(Ok(TerminalEvent::Data { offset, data })) => {
                 stdout.write_all(&data).await?;
                 stdout.flush().await?;
+                next_offset = Some(offset + data.len() as u64);
             }
             Some(Ok(TerminalEvent::Lost(n))) => {
                 stdout
@@ -154,19 +196,56 @@ async fn attach(client: &Client, t: &Target, target: &str, id: &str) -> anyhow::
                     .await?;
             }
             Some(Ok(TerminalEvent::Exit(status))) => break Ok(status.as_shell_code()),
-            Some(Err(e)) => break Err(e),
             None => break Ok(0),
+            Some(Err(e)) => {
+                let msg =
+                    format!("\r\n[yonder: lost the connection to {t} ({e}); reconnecting...]\r\n");
+                stdout.write_all(msg.as_bytes()).await?;
+                stdout.flush().await?;
+                for delay in RECONNECT_DELAYS_MS {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    let Ok((_, c)) = connect(run_dir, target).await else {
+                        continue;
+                    };
+                    match c.attach_terminal(id, next_offset).await {
+                        Ok(s) => {
+                            session = s;
+                            if let Some((rows, cols)) = window_size() {
+                                let _ = session.writer().resize(rows, cols).await;
+                            }
+                            stdout.write_all(b"[yonder: reconnected]\r\n").await?;
+                            stdout.flush().await?;
+                            continue 'session;
+                        }
+                        Err(err) if err.kind == yonder_proto::pb::ErrorKind::NotFound => {
+                            // Reached the target, but the terminal is gone:
+                            // it exited (or was killed) while we were away.
+                            break 'session Err(err);
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                break Err(e);
+            }
         }
     };
     drop(raw);
     match result {
         Ok(0) => Ok(()),
         Ok(code) => Err(exit_with(code)),
+        Err(e) if e.kind == yonder_proto::pb::ErrorKind::NotFound => {
+            Err(anyhow::Error::new(Exit {
+                code: EXIT_UNREACHABLE,
+                error: Some(anyhow::anyhow!(
+                    "terminal {id} on {t} ended while the connection was down"
+                )),
+            }))
+        }
         Err(e) => Err(anyhow::Error::new(Exit {
             code: EXIT_UNREACHABLE,
             error: Some(anyhow::anyhow!(
-                "lost the connection to {t} ({e}); terminal {id} keeps running there: \
-                 re-attach with `yonder terminals {target} attach {id}`"
+                "lost the connection to {t} ({e}) and could not reconnect; terminal {id} keeps \
+                 running there: re-attach with `yonder terminals {target} attach {id}`"
             )),
         })),
     }
@@ -180,7 +259,7 @@ pub async fn terminals(
 ) -> anyhow::Result<()> {
     let (t, client) = connect(run_dir, target).await?;
     match op {
-        Some(TerminalsOp::Attach { id }) => attach(&client, &t, target, &id).await,
+        Some(TerminalsOp::Attach { id }) => attach(run_dir, &client, &t, target, &id).await,
         Some(TerminalsOp::Kill { id }) => Ok(client.kill_terminal(&id, 0).await?),
         None => {
             let list = client.list_terminals().await?;

@@ -370,7 +370,7 @@ async fn a_terminal_survives_its_ssh_connection_being_killed() {
             "-x",
             "120",
             "-y",
-            "40",
+            "60",
             &cmd,
         ],
     );
@@ -385,13 +385,35 @@ async fn a_terminal_survives_its_ssh_connection_being_killed() {
         ],
     );
     pane_shows(&sock, &format!("remote-{TEST_USER}"));
+    pane_shows(&sock, "beat2");
     // Kill the ssh processes carrying this client's session (the proxy's
-    // channel and the master).
+    // channel and the master): the client says so, reconnects on its own
+    // and resumes where it was.
     let _ = std::process::Command::new("pkill")
         .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
         .status();
-    let text = pane_shows(&sock, "client-exit=255");
-    assert!(text.contains("keeps running"), "{text}");
+    pane_shows(&sock, "[yonder: lost the connection");
+    pane_shows(&sock, "[yonder: reconnected]");
+    let text = pane_shows(&sock, "beat30");
+    for i in 1..=30 {
+        let n = text
+            .lines()
+            .filter(|l| l.trim() == format!("beat{i}"))
+            .count();
+        assert_eq!(
+            n, 1,
+            "beat{i} shown {n} times across the reconnect:\n{text}"
+        );
+    }
+    // Now the client goes away for good; the terminal stays.
+    tmux(&sock, &["send-keys", "-t", "p", "echo still-here", "Enter"]);
+    pane_shows(&sock, "still-here");
+    let pid: i32 = tmux(&sock, &["display-message", "-p", "-t", "p", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: the pid of the pane's process, the yonder client.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
     // Re-attach over a new connection: the beats from the gap are there.
     let list: serde_json::Value =
         serde_json::from_slice(&ok(s.cli().args(["terminals", "yt", "--json"]))).unwrap();
