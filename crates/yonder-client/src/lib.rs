@@ -117,6 +117,9 @@ pub struct WriteOptions {
     /// Mode for a new file (through the umask); existing files keep theirs.
     pub mode: Option<u32>,
     pub create_parents: bool,
+    /// Skip the fsync before the atomic rename (bulk copies, like cp and
+    /// rsync); the default is durable.
+    pub skip_fsync: bool,
 }
 
 /// How a program ended.
@@ -540,6 +543,7 @@ impl Client {
                 if_version: opts.if_version,
                 mode: opts.mode,
                 create_parents: opts.create_parents,
+                skip_fsync: opts.skip_fsync,
             })),
         };
         tx.send(start).await.expect("receiver alive");

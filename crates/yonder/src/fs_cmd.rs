@@ -266,8 +266,11 @@ async fn upload_file(
         .with_context(|| format!("opening {}", src.display()))?;
     let p = progress.clone();
     let reader = tokio_util_counting(file, move |n| p.add(n));
+    // Like cp and rsync: atomic, but no fsync per file (that made a tree of
+    // 10,000 small files five times slower than rsync).
     let opts = WriteOptions {
         mode: Some(mode),
+        skip_fsync: true,
         ..Default::default()
     };
     client.write_from(dst, opts, reader).await?;
@@ -425,9 +428,7 @@ async fn download_file(
         f.flush().await?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .await?;
-        f.sync_all()
-            .await
-            .with_context(|| format!("writing {}", dst.display()))?;
+        // No fsync per file, like cp and rsync; the rename keeps it atomic.
         tokio::fs::rename(&tmp, dst)
             .await
             .with_context(|| format!("cannot replace {}", dst.display()))?;

@@ -75,6 +75,13 @@ fn start_sshd() -> anyhow::Result<(Sshd, u16)> {
             "-o",
             "PidFile=none",
         ])
+        // scp in Debian 12 speaks SFTP, which needs the subsystem.
+        .args([
+            "-o",
+            "Subsystem=sftp /usr/lib/openssh/sftp-server",
+            "-o",
+            "AcceptEnv=YONDER_QUIET",
+        ])
         .arg("-h")
         .arg(dir.join("host_key"))
         .arg("-o")
@@ -99,7 +106,7 @@ fn start_sshd() -> anyhow::Result<(Sshd, u16)> {
     std::fs::write(
         dir.join("config"),
         format!(
-            "Host b\n  HostName 127.0.0.1\n  Port {port}\n  User {USER}\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n",
+            "Host b\n  HostName 127.0.0.1\n  Port {port}\n  User {USER}\n  SetEnv YONDER_QUIET=1\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n",
             d = dir.display()
         ),
     )?;

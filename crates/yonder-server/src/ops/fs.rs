@@ -479,6 +479,7 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
     };
     let path = request_path(&start.path)?;
     let if_version = start.if_version.clone();
+    let skip_fsync = start.skip_fsync;
     let (dest, tmp, existing_mode) = {
         let path = path.clone();
         let if_version = if_version.clone();
@@ -554,7 +555,9 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
             // group we are not in is silently not kept, like editors do.
             let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
         }
-        file.sync_all().map_err(io_err(&path))?;
+        if !skip_fsync {
+            file.sync_all().map_err(io_err(&path))?;
+        }
         drop(file);
         // Check again just before the rename: the window left is between this
         // check and the rename, microseconds instead of the whole upload.
