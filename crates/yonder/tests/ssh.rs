@@ -647,3 +647,82 @@ fn search_watch_and_forward_work_over_ssh() {
     let _ = f.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Puts the test user's "no password" back, even when the test fails.
+struct PasswordGuard;
+impl Drop for PasswordGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("usermod")
+            .args(["-p", "*", TEST_USER])
+            .status();
+    }
+}
+
+/// Password authentication: ssh asks, the prompt reaches the user's
+/// terminal through askpass, and the answer logs in.
+#[test]
+fn a_password_prompt_reaches_the_user() {
+    let s = Sshd::start_with(&["-o", "PasswordAuthentication=yes"]);
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).unwrap();
+    let password = format!("pw-{}", hex::encode(rnd));
+    let _guard = PasswordGuard;
+    let mut chpasswd = std::process::Command::new("chpasswd")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    chpasswd
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{TEST_USER}:{password}\n").as_bytes())
+        .unwrap();
+    assert!(chpasswd.wait().unwrap().success());
+    let cfg = s.write_config(
+        "config-pw",
+        "yt",
+        "id_ed25519",
+        "known_hosts",
+        "  PubkeyAuthentication no\n  PreferredAuthentications password\n",
+    );
+    let sock = s.dir.join("tmux.sock").display().to_string();
+    let cmd = format!(
+        "env YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={} {YONDER} exec yt -- sh -c 'echo logged-in-as-$(id -un)'; echo exit=$?; sleep 60",
+        cfg.display(),
+        s.run_dir.display(),
+        s.install_path,
+        s.remote_run_dir()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "p",
+            "-x",
+            "200",
+            "-y",
+            "40",
+            &cmd,
+        ],
+    );
+    pane_shows(&sock, "password:");
+    tmux(&sock, &["send-keys", "-t", "p", &password, "Enter"]);
+    let text = pane_shows(&sock, "exit=");
+    assert!(
+        text.contains(&format!("logged-in-as-{TEST_USER}")) && text.contains("exit=0"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&password),
+        "the password is not echoed:\n{text}"
+    );
+    assert!(s.log().contains("Accepted password"), "{}", s.log());
+    let _ = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+}

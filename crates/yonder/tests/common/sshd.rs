@@ -52,6 +52,11 @@ pub fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts sshd with extra `-o` style arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         assert!(
             is_root(),
             "the SSH tests start sshd and need root (CI runs as root)"
@@ -94,6 +99,7 @@ impl Sshd {
                 "PermitRootLogin=no",
             ])
             .args(["-o", "AcceptEnv=YONDER_TEST_PATH", "-o", "LogLevel=VERBOSE"])
+            .args(extra)
             .arg("-h")
             .arg(dir.join("host_key"))
             .arg("-o")
