@@ -266,7 +266,9 @@ impl Target {
             }
             Target::Container { .. } => "container",
             Target::DevContainer { .. } => "dev container",
-            Target::Wsl { .. } => "WSL",
+            Target::Wsl { distro } => {
+                return ssh::connect_wsl(distro.clone(), &opts.exe, opts.reporter.as_ref()).await;
+            }
         };
         Err(TargetError::NotYetSupported {
             target: self.clone(),

@@ -70,7 +70,9 @@ pub enum SshError {
     BadPermissions { host: String, detail: String },
     #[error("{host}: ssh failed: {detail}")]
     Other { host: String, detail: String },
-    #[error("cannot run ssh ({program}): {source}; install the OpenSSH client")]
+    #[error(
+        "cannot run {program} ({source}): install the OpenSSH client for SSH targets; wsl:// targets need Windows, where wsl.exe exists"
+    )]
     Spawn {
         program: String,
         source: std::io::Error,
@@ -288,9 +290,49 @@ pub struct SshHost {
     pub control_dir: PathBuf,
     /// False when the master could not be used: one ssh per session.
     pub multiplex: bool,
+    /// The command channel: ssh, or WSL's `wsl.exe`. Probe, install and
+    /// proxy are the same over both; this is the one seam between them.
+    pub via: Via,
+}
+
+/// How remote commands reach the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Ssh,
+    /// `PROGRAM -d DISTRO -e sh -c REMOTE` (PROGRAM is `wsl.exe`, or
+    /// `YONDER_WSL`). No master connection, no prompts: WSL needs no login.
+    Wsl {
+        program: String,
+        distro: String,
+    },
+}
+
+/// The argv that runs the POSIX sh command line `remote` in a WSL distro.
+pub fn wsl_argv(program: &str, distro: &str, remote: &str) -> Vec<String> {
+    [program, "-d", distro, "-e", "sh", "-c", remote]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl SshHost {
+    /// The WSL distribution `distro` through `wsl.exe`.
+    pub fn wsl(distro: String, settings: SshSettings) -> Self {
+        let program = std::env::var("YONDER_WSL")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "wsl.exe".into());
+        Self {
+            user: None,
+            host: format!("wsl://{distro}"),
+            port: None,
+            settings,
+            control_dir: PathBuf::new(),
+            multiplex: true,
+            via: Via::Wsl { program, distro },
+        }
+    }
+
     /// Options every ssh invocation gets, then the destination.
     fn args(&self, extra: &[&str]) -> Vec<String> {
         let mut a = Vec::new();
@@ -320,7 +362,22 @@ impl SshHost {
         a
     }
 
+    /// The program that carries remote commands (ssh or wsl.exe).
+    fn program_name(&self) -> String {
+        match &self.via {
+            Via::Ssh => self.settings.program.clone(),
+            Via::Wsl { program, .. } => program.clone(),
+        }
+    }
+
     fn command(&self, extra: &[&str], remote: Option<&str>) -> tokio::process::Command {
+        if let Via::Wsl { program, distro } = &self.via {
+            // ssh's own options (`extra`) mean nothing to wsl.exe.
+            let argv = wsl_argv(program, distro, remote.unwrap_or("true"));
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            return c;
+        }
         let mut c = tokio::process::Command::new(&self.settings.program);
         c.args(self.args(extra));
         if let Some(r) = remote {
@@ -372,7 +429,7 @@ impl SshHost {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
         let status = c.status().await.map_err(|source| SshError::Spawn {
-            program: self.settings.program.clone(),
+            program: self.program_name(),
             source,
         })?;
         let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -423,7 +480,7 @@ impl SshHost {
         });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().map_err(|source| SshError::Spawn {
-            program: self.settings.program.clone(),
+            program: self.program_name(),
             source,
         })?;
         if let Some(data) = stdin {
@@ -553,7 +610,7 @@ impl SshHost {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = c.spawn().map_err(|source| SshError::Spawn {
-            program: self.settings.program.clone(),
+            program: self.program_name(),
             source,
         })?;
         let mut w = child.stdin.take().expect("piped");
@@ -651,7 +708,7 @@ impl SshHost {
             .stderr(Stdio::inherit());
         c.kill_on_drop(true);
         let mut child = c.spawn().map_err(|source| SshError::Spawn {
-            program: self.settings.program.clone(),
+            program: self.program_name(),
             source,
         })?;
         let stdout = child.stdout.take().expect("piped");
@@ -762,6 +819,7 @@ pub async fn connect(
         settings: SshSettings::from_env(),
         control_dir,
         multiplex: true,
+        via: Via::Ssh,
     };
     // One master per host even when several yonder commands start at once:
     // the first takes this lock and starts it, the others wait and reuse it.
@@ -770,6 +828,26 @@ pub async fn connect(
         h.start_master(reporter).await?;
     }
     drop(lock);
+    bootstrap(&h, own_exe, reporter).await
+}
+
+/// Connects to a WSL distribution with the same probe, install and proxy
+/// steps as SSH, through `wsl.exe` instead of ssh.
+pub async fn connect_wsl(
+    distro: String,
+    own_exe: &Path,
+    reporter: &dyn ConnectReporter,
+) -> Result<Client, crate::TargetError> {
+    let h = SshHost::wsl(distro, SshSettings::from_env());
+    bootstrap(&h, own_exe, reporter).await
+}
+
+/// Probe, install when missing, then `yonder server proxy` as the stream.
+async fn bootstrap(
+    h: &SshHost,
+    own_exe: &Path,
+    reporter: &dyn ConnectReporter,
+) -> Result<Client, crate::TargetError> {
     let mut probe = h.probe().await?;
     let want = format!(
         "yonder {} protocol {}",
@@ -827,6 +905,49 @@ mod tests {
             parse_probe("___YONDER_PROBE_BEGIN___\nos=Linux\n").is_none(),
             "unterminated"
         );
+    }
+
+    #[test]
+    fn wsl_runs_the_same_remote_command_lines_through_wsl_exe() {
+        assert_eq!(
+            wsl_argv(
+                "wsl.exe",
+                "Ubuntu-22.04",
+                "exec '/home/u/.yonder/server/0.1.0/yonder' server proxy"
+            ),
+            [
+                "wsl.exe",
+                "-d",
+                "Ubuntu-22.04",
+                "-e",
+                "sh",
+                "-c",
+                "exec '/home/u/.yonder/server/0.1.0/yonder' server proxy"
+            ]
+        );
+        let h = SshHost::wsl("Debian".into(), SshSettings::from_env());
+        let c = h.command(&["-T", "-o", "ControlMaster=no"], Some("sh -c 'echo hi'"));
+        let argv: Vec<_> = std::iter::once(c.as_std().get_program())
+            .chain(c.as_std().get_args())
+            .collect();
+        let program = std::env::var("YONDER_WSL")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "wsl.exe".into());
+        assert_eq!(
+            argv,
+            [
+                program.as_str(),
+                "-d",
+                "Debian",
+                "-e",
+                "sh",
+                "-c",
+                "sh -c 'echo hi'"
+            ]
+            .map(std::ffi::OsStr::new)
+        );
+        assert_eq!(h.host, "wsl://Debian");
     }
 
     #[test]

@@ -190,7 +190,16 @@ fn exit_codes_tell_usage_unreachable_and_failure_apart() {
         assert_eq!(code, 255, "{t}: {err}");
         assert!(err.contains("could not be resolved"), "{err}");
     }
-    for t in ["container://web", "devcontainer:.", "wsl://Debian"] {
+    let (code, _, err) = run(d
+        .cli()
+        .args(["info", "wsl://Debian"])
+        .env("YONDER_WSL", "/no/wsl.exe"));
+    assert_eq!(code, 255, "{err}");
+    assert!(
+        err.contains("/no/wsl.exe") && err.contains("Windows"),
+        "{err}"
+    );
+    for t in ["container://web", "devcontainer:."] {
         let (code, _, err) = run(d.cli().args(["info", t]));
         assert_eq!(code, 255, "{t}: {err}");
         assert!(err.contains("not yet supported"), "{err}");

@@ -266,7 +266,10 @@ async fn the_cli_shell_survives_a_killed_client() {
     let d = Daemon::start();
     let sock = d.dir.path().join("tmux.sock").display().to_string();
     let env = format!("YONDER_RUNTIME_DIR={}", d.run_dir().display());
-    let shell = format!("env {env} {YONDER} shell local -- bash --norc --noprofile");
+    // The pane outlives the client, so a failure shows its message.
+    let shell = format!(
+        "env {env} {YONDER} shell local -- bash --norc --noprofile; echo shell-exit=$?; sleep 60"
+    );
     tmux(&[
         "-S",
         &sock,
@@ -314,8 +317,12 @@ async fn the_cli_shell_survives_a_killed_client() {
     .trim()
     .parse()
     .unwrap();
-    // SAFETY: the pid of the pane's process, our yonder client (via env exec).
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The pane runs `sh -c …`; its child is our yonder client (via env exec).
+    let st = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", &pid.to_string(), "-f", "shell local"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "no yonder client under the pane");
 
     let c = d.client().await;
     let start = Instant::now();
