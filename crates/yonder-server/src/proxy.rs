@@ -9,7 +9,6 @@
 
 use crate::rundir::{RunDir, RunDirError};
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Relay buffer: large enough that a bulk transfer costs few syscalls.
 const RELAY_BUFFER: usize = 256 * 1024;
@@ -24,41 +23,68 @@ pub enum ProxyError {
 
 pub async fn run(run: &RunDir, exe: &Path, daemon_args: &[String]) -> Result<(), ProxyError> {
     let sock = run.connect_or_start(exe, daemon_args).await?;
-    let (mut sock_r, mut sock_w) = sock.into_split();
-    let up = async {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; RELAY_BUFFER];
+    // The relay itself is two plain threads doing blocking reads and writes:
+    // tokio's stdin/stdout hand every read to its blocking pool, which cost
+    // a thread hop per chunk on the hottest path of every SSH transfer.
+    let sock = sock.into_std().map_err(ProxyError::Relay)?;
+    sock.set_nonblocking(false).map_err(ProxyError::Relay)?;
+    tokio::task::spawn_blocking(move || relay(sock))
+        .await
+        .map_err(|e| ProxyError::Relay(std::io::Error::other(e.to_string())))?
+        .map_err(ProxyError::Relay)
+}
+
+/// Copies stdin to `sock` and `sock` to stdout until the daemon closes its
+/// side. Our stdin reaching end of file only half-closes the socket, since
+/// replies may still be on their way.
+fn relay(sock: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    // Duplicates of fds 0 and 1 as plain Files: unbuffered, and closing a
+    // duplicate leaves the original alone.
+    let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+    let mut stdout = std::fs::File::from(std::io::stdout().as_fd().try_clone_to_owned()?);
+    let mut up_sock = sock.try_clone()?;
+    std::thread::spawn(move || {
+        let _ = pump(stdin, &mut up_sock);
+        let _ = up_sock.shutdown(std::net::Shutdown::Write);
+    });
+    pump(sock, &mut stdout)
+}
+
+/// Chunks in flight between the reading and the writing thread of one
+/// direction: reading the next chunk overlaps writing the last one.
+const PIPELINE: usize = 4;
+
+/// Copies `from` to `to` until end of file, reading on a helper thread so
+/// that reads and writes overlap (a plain read-then-write loop cut the
+/// download rate over ssh by almost half).
+fn pump<R, W>(mut from: R, to: &mut W) -> std::io::Result<()>
+where
+    R: std::io::Read + Send + 'static,
+    W: std::io::Write + ?Sized,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(PIPELINE);
+    std::thread::spawn(move || {
         loop {
-            let n = stdin.read(&mut buf).await?;
-            if n == 0 {
-                // Our client closed its side: pass the half-close on.
-                sock_w.shutdown().await?;
-                return Ok::<_, std::io::Error>(());
+            let mut buf = vec![0u8; RELAY_BUFFER];
+            match from.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
             }
-            sock_w.write_all(&buf[..n]).await?;
         }
-    };
-    let down = async {
-        let mut stdout = tokio::io::stdout();
-        let mut buf = vec![0u8; RELAY_BUFFER];
-        loop {
-            let n = sock_r.read(&mut buf).await?;
-            if n == 0 {
-                stdout.flush().await?;
-                return Ok::<_, std::io::Error>(());
-            }
-            stdout.write_all(&buf[..n]).await?;
-            stdout.flush().await?;
-        }
-    };
-    // The daemon closing its side ends the session; stdin reaching EOF only
-    // half-closes, since replies may still be on their way.
-    tokio::pin!(up);
-    tokio::select! {
-        r = down => r.map_err(ProxyError::Relay),
-        r = &mut up => {
-            r.map_err(ProxyError::Relay)?;
-            Ok(())
-        }
+    });
+    for chunk in rx {
+        to.write_all(&chunk?)?;
     }
+    to.flush()
 }
