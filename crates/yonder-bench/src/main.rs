@@ -7,8 +7,8 @@
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use yonder_client::{Client, WriteOptions};
 
@@ -58,45 +58,19 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
-fn yonder_exe() -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let exe = me.with_file_name("yonder");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p yonder)",
-            exe.display()
-        );
-    }
-    Ok(exe)
-}
-
 // A current-thread runtime, as an editor plugin's connection task would use:
 // on a multi-thread runtime every round trip pays cross-thread wake-ups
 // (measured: stat p50 158 µs there, 69 µs here).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let exe = yonder_exe()?;
     let tmp = tempfile::Builder::new()
         .prefix("yb")
         .tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/tmp".into()))?;
     let run = tmp.path().join("run");
-    let mut daemon = Command::new(&exe)
-        .args(["server", "daemon", "--idle-timeout", "0", "--run-dir"])
-        .arg(&run)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sock = run.join("daemon.sock");
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!("daemon did not start");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let result = bench(&tmp.path().join("data"), &sock, daemon.id()).await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let daemon = yonder_bench::BenchDaemon::start(&run)?;
+    let sock = daemon.socket.clone();
+    let result = bench(&tmp.path().join("data"), &sock, daemon.pid()).await;
+    drop(daemon);
     let rows = result?;
     println!("| measurement | yonder | peer | yonder / peer |");
     println!("|---|---|---|---|");

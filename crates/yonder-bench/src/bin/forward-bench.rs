@@ -9,7 +9,6 @@
 //! (default 1024).
 
 use anyhow::{Context, bail};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -23,17 +22,6 @@ const BUF: usize = 256 * 1024;
 const RUNS: usize = 3;
 /// Sequential connections for the set-up latency percentiles.
 const CONNECTS: usize = 300;
-
-fn yonder_exe() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?.with_file_name("yonder");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p yonder)",
-            exe.display()
-        );
-    }
-    Ok(exe)
-}
 
 /// Reads everything, then answers with the byte count (8 bytes, LE).
 async fn sink(l: TcpListener) {
@@ -179,23 +167,10 @@ async fn main() -> anyhow::Result<()> {
         .context("FORWARD_BENCH_MIB")?
         .unwrap_or(1024);
     let bytes = mib << 20;
-    let exe = yonder_exe()?;
     let tmp = tempfile::Builder::new().prefix("fb").tempdir()?;
     let run = tmp.path().join("run");
-    let mut daemon = std::process::Command::new(&exe)
-        .args(["server", "daemon", "--idle-timeout", "0", "--run-dir"])
-        .arg(&run)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sock = run.join("daemon.sock");
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!("daemon did not start");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let exe = yonder_bench::yonder_exe()?;
+    let daemon = yonder_bench::BenchDaemon::start(&run)?;
 
     let bind = || TcpListener::bind("127.0.0.1:0");
     let (l_sink, l_source, l_echo) = (bind().await?, bind().await?, bind().await?);
@@ -253,8 +228,7 @@ async fn main() -> anyhow::Result<()> {
     }
     .await;
     let _ = fwd.kill().await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     let (rows, d, f) = result?;
 
     println!("| measurement | yonder forward | direct loopback | forward / direct |");

@@ -76,23 +76,10 @@ fn local_pty() -> anyhow::Result<Vec<Duration>> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?.with_file_name("yonder");
     let tmp = tempfile::Builder::new().prefix("ytb").tempdir()?;
     let run = tmp.path().join("run");
-    let mut daemon = Command::new(&exe)
-        .args(["server", "daemon", "--idle-timeout", "0", "--run-dir"])
-        .arg(&run)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sock = run.join("daemon.sock");
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!("daemon did not start");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let daemon = yonder_bench::BenchDaemon::start(&run)?;
+    let sock = daemon.socket.clone();
     let c = Client::connect_unix(&sock).await?;
     // `cat` on the PTY in canonical mode: the line discipline echoes each
     // typed byte at once, as for a shell prompt.
@@ -141,8 +128,7 @@ async fn main() -> anyhow::Result<()> {
     let busy_n = busy.len();
     load.await??;
     let mut local = tokio::task::spawn_blocking(local_pty).await??;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
 
     println!("| keystroke echo | p50 | p99 | samples |");
     println!("|---|---|---|---|");

@@ -10,7 +10,7 @@
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -65,17 +65,6 @@ fn inotify_watches(pid: u32) -> usize {
         .sum()
 }
 
-fn yonder_exe() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?.with_file_name("yonder");
-    if !exe.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p yonder)",
-            exe.display()
-        );
-    }
-    Ok(exe)
-}
-
 fn has_inotifywait() -> bool {
     Command::new("inotifywait")
         .arg("--help")
@@ -93,28 +82,14 @@ struct Row {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let exe = yonder_exe()?;
     let tmp = tempfile::Builder::new()
         .prefix("ywb")
         .tempdir_in(std::env::var_os("BENCH_DIR").unwrap_or_else(|| "/tmp".into()))?;
     let run = tmp.path().join("run");
-    let mut daemon = Command::new(&exe)
-        .args(["server", "daemon", "--idle-timeout", "0", "--run-dir"])
-        .arg(&run)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let sock = run.join("daemon.sock");
-    let start = Instant::now();
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!("daemon did not start");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let result = bench(tmp.path(), &sock, daemon.id()).await;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    let daemon = yonder_bench::BenchDaemon::start(&run)?;
+    let sock = daemon.socket.clone();
+    let result = bench(tmp.path(), &sock, daemon.pid()).await;
+    drop(daemon);
     let rows = result?;
     println!("| measurement | yonder | inotifywait |");
     println!("|---|---|---|");
