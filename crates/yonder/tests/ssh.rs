@@ -256,11 +256,8 @@ fn prompts_reach_the_user_through_askpass() {
     let cfg = s.write_config("config-pp", "yt", "id_pp", "known_hosts_empty", "");
     let sock = s.dir.join("tmux.sock").display().to_string();
     let cmd = format!(
-        "env YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={} {YONDER} exec yt -- echo CONNECTED-$((40+2)); echo exit=$?; sleep 60",
-        cfg.display(),
-        s.run_dir.display(),
-        s.install_path,
-        s.remote_run_dir()
+        "env {} {YONDER} exec yt -- echo CONNECTED-$((40+2)); echo exit=$?; sleep 60",
+        s.env_line(&cfg)
     );
     tmux(
         &sock,
@@ -350,13 +347,7 @@ async fn a_terminal_survives_its_ssh_connection_being_killed() {
     let s = Sshd::start();
     ok(s.cli().args(["info", "yt"]));
     let sock = s.dir.join("tmux.sock").display().to_string();
-    let env = format!(
-        "YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={}",
-        s.config.display(),
-        s.run_dir.display(),
-        s.install_path,
-        s.remote_run_dir()
-    );
+    let env = s.env_line(&s.config);
     let cmd = format!(
         "env {env} {YONDER} shell yt -- bash --norc --noprofile; echo client-exit=$?; sleep 60"
     );
@@ -688,11 +679,8 @@ fn a_password_prompt_reaches_the_user() {
     );
     let sock = s.dir.join("tmux.sock").display().to_string();
     let cmd = format!(
-        "env YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={} {YONDER} exec yt -- sh -c 'echo logged-in-as-$(id -un)'; echo exit=$?; sleep 60",
-        cfg.display(),
-        s.run_dir.display(),
-        s.install_path,
-        s.remote_run_dir()
+        "env {} {YONDER} exec yt -- sh -c 'echo logged-in-as-$(id -un)'; echo exit=$?; sleep 60",
+        s.env_line(&cfg)
     );
     tmux(
         &sock,

@@ -160,6 +160,18 @@ impl Sshd {
         path
     }
 
+    /// `NAME=VALUE ...` for a shell command line (tmux panes) that runs the
+    /// yonder CLI the way [`Sshd::cli_with`] sets it up.
+    pub fn env_line(&self, config: &Path) -> String {
+        format!(
+            "YONDER_SSH_CONFIG={} YONDER_RUNTIME_DIR={} YONDER_SERVER_INSTALL_PATH={} YONDER_REMOTE_RUNTIME_DIR={}",
+            config.display(),
+            self.run_dir.display(),
+            self.install_path,
+            self.remote_run_dir()
+        )
+    }
+
     /// The yonder CLI set up for this server (`yt` is the target).
     pub fn cli(&self) -> Command {
         self.cli_with(&self.config)
