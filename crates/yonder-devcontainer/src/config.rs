@@ -16,7 +16,10 @@ pub enum ConfigError {
     )]
     NotFound(PathBuf),
     #[error("several dev container configs in {folder}: {}; choose one with --config", .found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    Ambiguous { folder: PathBuf, found: Vec<PathBuf> },
+    Ambiguous {
+        folder: PathBuf,
+        found: Vec<PathBuf>,
+    },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -213,7 +216,12 @@ const HOST_REQ: &[(&str, Ty)] = &[
 const ENUMS: &[(&str, &[&str])] = &[
     (
         "userEnvProbe",
-        &["none", "interactiveShell", "loginShell", "loginInteractiveShell"],
+        &[
+            "none",
+            "interactiveShell",
+            "loginShell",
+            "loginInteractiveShell",
+        ],
     ),
     ("shutdownAction", &["none", "stopContainer", "stopCompose"]),
     (
@@ -402,8 +410,9 @@ pub fn parse(path: &Path, text: String) -> Result<ConfigFile, ConfigError> {
     if value.get("dockerComposeFile").is_some() && value.get("service").is_none() {
         return Err(ConfigError::Other {
             path: path.into(),
-            message: "\"dockerComposeFile\" needs \"service\": the name of the service to connect to"
-                .into(),
+            message:
+                "\"dockerComposeFile\" needs \"service\": the name of the service to connect to"
+                    .into(),
         });
     }
     if value.get("build").is_some() && value.pointer("/build/dockerfile").is_none() {
@@ -461,7 +470,11 @@ mod tests {
             "/w/.devcontainer/devcontainer.json:3:14: expected \"runArgs\" to be an array of strings, found the string \"--init\""
         );
         let e = p("{\"image\": \"x\", \"build\": {\"dockerfile\": 3}}").unwrap_err();
-        assert!(e.to_string().contains(":1:40: expected \"dockerfile\" to be a string"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(":1:40: expected \"dockerfile\" to be a string"),
+            "{e}"
+        );
         let e = p("{\"image\": \"x\", \"waitFor\": \"never\"}").unwrap_err();
         assert!(e.to_string().contains("one of initializeCommand"), "{e}");
         let e = p("[1]").unwrap_err();
@@ -490,8 +503,10 @@ mod tests {
 
     #[test]
     fn every_lifecycle_form_is_accepted() {
-        p(r#"{"image": "x", "onCreateCommand": "a", "postCreateCommand": ["b", "c"],
-             "postStartCommand": {"one": "x", "two": ["y"]}}"#)
+        p(
+            r#"{"image": "x", "onCreateCommand": "a", "postCreateCommand": ["b", "c"],
+             "postStartCommand": {"one": "x", "two": ["y"]}}"#,
+        )
         .unwrap();
         assert!(p(r#"{"image": "x", "postStartCommand": {"one": 1}}"#).is_err());
     }
@@ -509,7 +524,10 @@ mod tests {
             w.join(".devcontainer/a/devcontainer.json")
         );
         std::fs::write(w.join(".devcontainer/b/devcontainer.json"), "{}").unwrap();
-        assert!(matches!(locate(w, None), Err(ConfigError::Ambiguous { .. })));
+        assert!(matches!(
+            locate(w, None),
+            Err(ConfigError::Ambiguous { .. })
+        ));
         std::fs::write(w.join(".devcontainer.json"), "{}").unwrap();
         assert_eq!(locate(w, None).unwrap(), w.join(".devcontainer.json"));
         std::fs::write(w.join(".devcontainer/devcontainer.json"), "{}").unwrap();

@@ -141,7 +141,10 @@ impl Engine {
     pub async fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, EngineError> {
         let mut c = self.command();
         c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let out = c.output().await.map_err(|source| self.spawn_error(source))?;
+        let out = c
+            .output()
+            .await
+            .map_err(|source| self.spawn_error(source))?;
         if !out.status.success() {
             return Err(self.failed(args, &out.status, &out.stderr));
         }
@@ -154,9 +157,13 @@ impl Engine {
         args: &[S],
     ) -> Result<(), EngineError> {
         let mut c = self.command();
-        c.args(args).stdout(Stdio::from(std::io::stderr().as_fd_owned()));
+        c.args(args)
+            .stdout(Stdio::from(std::io::stderr().as_fd_owned()));
         c.stderr(Stdio::inherit());
-        let status = c.status().await.map_err(|source| self.spawn_error(source))?;
+        let status = c
+            .status()
+            .await
+            .map_err(|source| self.spawn_error(source))?;
         if !status.success() {
             return Err(self.failed(args, &status, b"see the output above"));
         }
@@ -195,7 +202,12 @@ impl Engine {
 
     /// Ids of containers (running or not) carrying every label.
     pub async fn find(&self, labels: &[(String, String)]) -> Result<Vec<String>, EngineError> {
-        let mut args = vec!["ps".to_string(), "-a".into(), "-q".into(), "--no-trunc".into()];
+        let mut args = vec![
+            "ps".to_string(),
+            "-a".into(),
+            "-q".into(),
+            "--no-trunc".into(),
+        ];
         for (k, v) in labels {
             args.push("--filter".into());
             args.push(if v.is_empty() {
@@ -223,7 +235,10 @@ impl Engine {
         args.extend(ids.iter().cloned());
         let mut c = self.command();
         c.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let out = c.output().await.map_err(|source| self.spawn_error(source))?;
+        let out = c
+            .output()
+            .await
+            .map_err(|source| self.spawn_error(source))?;
         // With several ids, one missing makes the command fail but the
         // others are still printed.
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Array(vec![]));
@@ -249,7 +264,10 @@ impl Engine {
         c.args(["inspect", "--type", "image", image])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let out = c.output().await.map_err(|source| self.spawn_error(source))?;
+        let out = c
+            .output()
+            .await
+            .map_err(|source| self.spawn_error(source))?;
         if !out.status.success() {
             return Ok(None);
         }
@@ -302,7 +320,11 @@ impl Container {
         let env = v
             .pointer("/Config/Env")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         Some(Container {
             name: s("/Name").trim_start_matches('/').to_string(),

@@ -322,8 +322,9 @@ impl Parser<'_> {
                                 if self.bump() != Some('\\') || self.bump() != Some('u') {
                                     return Err(SyntaxError {
                                         pos: at,
-                                        expected: "a low surrogate (\\uDC00-\\uDFFF) after a high one"
-                                            .into(),
+                                        expected:
+                                            "a low surrogate (\\uDC00-\\uDFFF) after a high one"
+                                                .into(),
                                         found: "something else".into(),
                                     });
                                 }

@@ -54,7 +54,10 @@ pub fn argv(v: &Value) -> Option<Vec<String>> {
     match v {
         Value::String(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
         Value::Array(a) => {
-            let v: Vec<String> = a.iter().filter_map(|x| x.as_str().map(String::from)).collect();
+            let v: Vec<String> = a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect();
             (!v.is_empty()).then_some(v)
         }
         _ => None,
@@ -104,11 +107,17 @@ impl Place<'_> {
 
 fn tail(buf: &[u8]) -> String {
     let start = buf.len().saturating_sub(TAIL_BYTES);
-    String::from_utf8_lossy(&buf[start..]).trim_end().to_string()
+    String::from_utf8_lossy(&buf[start..])
+        .trim_end()
+        .to_string()
 }
 
 /// Runs one argv; `prefix` set = buffer and print prefixed at the end.
-async fn run_one(place: &Place<'_>, argv: &[String], prefix: Option<&str>) -> std::io::Result<(std::process::ExitStatus, Vec<u8>)> {
+async fn run_one(
+    place: &Place<'_>,
+    argv: &[String],
+    prefix: Option<&str>,
+) -> std::io::Result<(std::process::ExitStatus, Vec<u8>)> {
     let mut c = place.command(argv);
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -160,7 +169,11 @@ fn how(status: &std::process::ExitStatus) -> String {
 }
 
 /// Runs every command of one hook, in order; the first failure stops.
-pub async fn run_hook(place: &Place<'_>, hook: &str, commands: &[Origin]) -> Result<(), LifecycleError> {
+pub async fn run_hook(
+    place: &Place<'_>,
+    hook: &str,
+    commands: &[Origin],
+) -> Result<(), LifecycleError> {
     for Origin { command, origin } in commands {
         if is_empty_command(command) {
             continue;
@@ -256,13 +269,19 @@ mod tests {
             .await
             .unwrap();
         // An array runs without a shell: the quotes reach the file name.
-        run_hook(&place, "initializeCommand", &[o(json!(["touch", "b'q'.txt"]))])
-            .await
-            .unwrap();
         run_hook(
             &place,
             "initializeCommand",
-            &[o(json!({"one": "sleep 0.3; touch one", "two": ["touch", "two"]}))],
+            &[o(json!(["touch", "b'q'.txt"]))],
+        )
+        .await
+        .unwrap();
+        run_hook(
+            &place,
+            "initializeCommand",
+            &[o(
+                json!({"one": "sleep 0.3; touch one", "two": ["touch", "two"]}),
+            )],
         )
         .await
         .unwrap();

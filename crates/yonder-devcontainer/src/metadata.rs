@@ -124,7 +124,10 @@ pub fn parse_size(s: &str) -> Option<u64> {
     .iter()
     .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n.to_string(), *m)))
     .unwrap_or((s.clone(), 1));
-    num.trim().parse::<f64>().ok().map(|n| (n * mul as f64) as u64)
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| (n * mul as f64) as u64)
 }
 
 /// Merges snippets (image and features first, devcontainer.json last).
@@ -150,7 +153,10 @@ pub fn merge(snippets: &[Value]) -> Merged {
         let b = |k: &str| o.get(k).and_then(Value::as_bool).unwrap_or(false);
         m.init |= b("init");
         m.privileged |= b("privileged");
-        for (key, list) in [("capAdd", &mut m.cap_add), ("securityOpt", &mut m.security_opt)] {
+        for (key, list) in [
+            ("capAdd", &mut m.cap_add),
+            ("securityOpt", &mut m.security_opt),
+        ] {
             for v in o.get(key).and_then(Value::as_array).into_iter().flatten() {
                 if let Some(s) = v.as_str()
                     && !list.iter().any(|x| x == s)
@@ -159,10 +165,20 @@ pub fn merge(snippets: &[Value]) -> Merged {
                 }
             }
         }
-        for v in o.get("forwardPorts").and_then(Value::as_array).into_iter().flatten() {
+        for v in o
+            .get("forwardPorts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             push_unique(&mut m.forward_ports, v);
         }
-        for v in o.get("mounts").and_then(Value::as_array).into_iter().flatten() {
+        for v in o
+            .get("mounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             // Last wins per target.
             if let Some(t) = mount_target(v) {
                 m.mounts.retain(|x| mount_target(x).as_deref() != Some(&t));
@@ -211,7 +227,8 @@ pub fn merge(snippets: &[Value]) -> Merged {
                     (None, _) => true,
                     (Some(old), "cpus") => v.as_u64() > old.as_u64(),
                     (Some(old), "memory" | "storage") => {
-                        parse_size(v.as_str().unwrap_or("")) > parse_size(old.as_str().unwrap_or(""))
+                        parse_size(v.as_str().unwrap_or(""))
+                            > parse_size(old.as_str().unwrap_or(""))
                     }
                     (Some(_), _) => true,
                 };

@@ -84,7 +84,11 @@ impl Resolved {
     pub fn content_hash(&self) -> String {
         let mut h = sha2::Sha256::new();
         h.update(self.file.text.as_bytes());
-        if let Some(df) = self.value.pointer("/build/dockerfile").and_then(Value::as_str) {
+        if let Some(df) = self
+            .value
+            .pointer("/build/dockerfile")
+            .and_then(Value::as_str)
+        {
             h.update(b"\0");
             h.update(std::fs::read(self.config_dir().join(df)).unwrap_or_default());
         }
@@ -288,6 +292,22 @@ fn save_state(id: &str, s: &HostState) {
 
 fn forget_state(id: &str) {
     let _ = std::fs::remove_file(state_path(id));
+    let _ = std::fs::remove_file(state_path(id).with_extension("server"));
+}
+
+/// Whether the yonder server `version` is known to be installed in this
+/// container (noted by [`note_server`] after a successful connect).
+pub fn server_known(devcontainer_id: &str, container_id: &str, version: &str) -> bool {
+    std::fs::read_to_string(state_path(devcontainer_id).with_extension("server"))
+        .is_ok_and(|s| s.trim() == format!("{container_id} {version}"))
+}
+
+pub fn note_server(devcontainer_id: &str, container_id: &str, version: &str) {
+    let p = state_path(devcontainer_id).with_extension("server");
+    if let Some(d) = p.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::write(p, format!("{container_id} {version}\n"));
 }
 
 /// The container of `r`: the remembered one if its labels still match,
@@ -317,7 +337,9 @@ fn image_name(workspace: &Path) -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .collect();
-    let h = hex(&sha2::Sha256::digest(workspace.display().to_string().as_bytes()));
+    let h = hex(&sha2::Sha256::digest(
+        workspace.display().to_string().as_bytes(),
+    ));
     format!("vsc-{base}-{h}")
 }
 
@@ -347,7 +369,11 @@ fn image_metadata(image: &Value) -> Vec<Value> {
 }
 
 /// Builds (Dockerfile) or finds/pulls (image) the image; returns its name and inspect.
-async fn prepare_image(engine: &Engine, r: &Resolved, no_cache: bool) -> Result<(String, Value), UpError> {
+async fn prepare_image(
+    engine: &Engine,
+    r: &Resolved,
+    no_cache: bool,
+) -> Result<(String, Value), UpError> {
     if let Some(df) = r.value.pointer("/build/dockerfile").and_then(Value::as_str) {
         let dir = r.config_dir();
         let dockerfile = dir.join(df);
@@ -363,7 +389,13 @@ async fn prepare_image(engine: &Engine, r: &Resolved, no_cache: bool) -> Result<
             None => dockerfile.parent().map(Path::to_path_buf).unwrap_or(dir),
         };
         let name = image_name(&r.workspace);
-        let mut args: Vec<String> = vec!["build".into(), "-f".into(), dockerfile.display().to_string(), "-t".into(), name.clone()];
+        let mut args: Vec<String> = vec![
+            "build".into(),
+            "-f".into(),
+            dockerfile.display().to_string(),
+            "-t".into(),
+            name.clone(),
+        ];
         if let Some(t) = r.value.pointer("/build/target").and_then(Value::as_str) {
             args.extend(["--target".into(), t.into()]);
         }
@@ -386,7 +418,13 @@ async fn prepare_image(engine: &Engine, r: &Resolved, no_cache: bool) -> Result<
                 }
             }
         }
-        for o in r.value.pointer("/build/options").and_then(Value::as_array).into_iter().flatten() {
+        for o in r
+            .value
+            .pointer("/build/options")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(o) = o.as_str() {
                 args.push(o.into());
             }
@@ -395,7 +433,9 @@ async fn prepare_image(engine: &Engine, r: &Resolved, no_cache: bool) -> Result<
         eprintln!("Building the image from {}...", dockerfile.display());
         engine.run_visible(&args).await?;
         let inspect = engine.inspect_image(&name).await?.ok_or_else(|| {
-            UpError::Other(format!("the image {name} was built but cannot be inspected"))
+            UpError::Other(format!(
+                "the image {name} was built but cannot be inspected"
+            ))
         })?;
         return Ok((name, inspect));
     }
@@ -416,7 +456,14 @@ async fn prepare_image(engine: &Engine, r: &Resolved, no_cache: bool) -> Result<
 }
 
 /// The `run` arguments for a new container.
-fn run_args(r: &Resolved, engine: &Engine, merged: &Merged, image: &str, image_inspect: &Value, metadata_label: &str) -> Vec<String> {
+fn run_args(
+    r: &Resolved,
+    engine: &Engine,
+    merged: &Merged,
+    image: &str,
+    image_inspect: &Value,
+    metadata_label: &str,
+) -> Vec<String> {
     let mut a: Vec<String> = vec!["run".into(), "-d".into()];
     match r.value.get("appPort") {
         Some(Value::Array(list)) => list.iter().for_each(|p| push_port(&mut a, p)),
@@ -446,7 +493,11 @@ fn run_args(r: &Resolved, engine: &Engine, merged: &Merged, image: &str, image_i
         .value
         .get("runArgs")
         .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     if engine.kind == EngineKind::Podman {
         // SELinux hosts would otherwise refuse the workspace bind mount
@@ -458,7 +509,13 @@ fn run_args(r: &Resolved, engine: &Engine, merged: &Merged, image: &str, image_i
         let remote = merged.remote_user.as_deref().unwrap_or("root");
         // SAFETY: geteuid has no preconditions.
         let rootless = unsafe { libc::geteuid() } != 0;
-        if rootless && remote != "root" && remote != "0" && !run_args.iter().any(|x| x.starts_with("--uidmap") || x.starts_with("--gidmap")) {
+        if rootless
+            && remote != "root"
+            && remote != "0"
+            && !run_args
+                .iter()
+                .any(|x| x.starts_with("--uidmap") || x.starts_with("--gidmap"))
+        {
             a.push("--userns=keep-id".into());
         }
     }
@@ -475,14 +532,21 @@ fn run_args(r: &Resolved, engine: &Engine, merged: &Merged, image: &str, image_i
     for s in &merged.security_opt {
         a.extend(["--security-opt".into(), s.clone()]);
     }
-    a.extend(["--entrypoint".into(), "/bin/sh".into(), image.into(), "-c".into()]);
+    a.extend([
+        "--entrypoint".into(),
+        "/bin/sh".into(),
+        image.into(),
+        "-c".into(),
+    ]);
     a.push(KEEP_ALIVE.replace("{ENTRYPOINTS}", &merged.entrypoints.join("\n")));
     a.push("-".into());
     // Only an explicit `false` keeps the image's own entrypoint and command.
     if merged.override_command == Some(false) {
         for key in ["/Config/Entrypoint", "/Config/Cmd"] {
             match image_inspect.pointer(key) {
-                Some(Value::Array(l)) => a.extend(l.iter().filter_map(|x| x.as_str().map(String::from))),
+                Some(Value::Array(l)) => {
+                    a.extend(l.iter().filter_map(|x| x.as_str().map(String::from)))
+                }
                 Some(Value::String(s)) => a.push(s.clone()),
                 _ => {}
             }
@@ -525,7 +589,9 @@ fn check_host_requirements(m: &Merged) {
         }
     }
     if h.get("gpu").is_some_and(|g| g == &json!(true)) {
-        eprintln!("warning: hostRequirements asks for a GPU; yonder does not pass GPUs through yet");
+        eprintln!(
+            "warning: hostRequirements asks for a GPU; yonder does not pass GPUs through yet"
+        );
     }
 }
 
@@ -605,25 +671,54 @@ async fn probe_env(engine: &Engine, id: &str, user: &str, probe: &str) -> Vec<(S
 }
 
 /// Hooks run once per container, then per start, then per attach.
-const ONCE: [&str; 3] = ["onCreateCommand", "updateContentCommand", "postCreateCommand"];
+const ONCE: [&str; 3] = [
+    "onCreateCommand",
+    "updateContentCommand",
+    "postCreateCommand",
+];
 
 /// Which markers are not current yet (the hooks that are due).
-async fn due_hooks(engine: &Engine, c: &Container, user: &str) -> Result<Vec<&'static str>, UpError> {
+async fn due_hooks(
+    engine: &Engine,
+    c: &Container,
+    user: &str,
+) -> Result<Vec<&'static str>, UpError> {
     let script = "d=\"$HOME/.devcontainer\"; for h in onCreateCommand updateContentCommand postCreateCommand; do c=$(cat \"$d/.${h}Marker\" 2>/dev/null || echo ENOENT); [ \"$c\" = \"$1\" ] || echo $h; done; c=$(cat \"$d/.postStartCommandMarker\" 2>/dev/null || echo ENOENT); [ \"$c\" = \"$2\" ] || echo postStartCommand";
     let out = engine
-        .run(&["exec", "-u", user, c.id.as_str(), "/bin/sh", "-c", script, "sh", c.created.as_str(), c.started_at.as_str()])
+        .run(&[
+            "exec",
+            "-u",
+            user,
+            c.id.as_str(),
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+            c.created.as_str(),
+            c.started_at.as_str(),
+        ])
         .await?;
     Ok(out
         .lines()
         .filter_map(|l| {
-            ["onCreateCommand", "updateContentCommand", "postCreateCommand", "postStartCommand"]
-                .into_iter()
-                .find(|h| *h == l.trim())
+            [
+                "onCreateCommand",
+                "updateContentCommand",
+                "postCreateCommand",
+                "postStartCommand",
+            ]
+            .into_iter()
+            .find(|h| *h == l.trim())
         })
         .collect())
 }
 
-async fn write_markers(engine: &Engine, c: &Container, user: &str, hooks: &[&str]) -> Result<(), UpError> {
+async fn write_markers(
+    engine: &Engine,
+    c: &Container,
+    user: &str,
+    hooks: &[&str],
+) -> Result<(), UpError> {
     if hooks.is_empty() {
         return Ok(());
     }
@@ -633,7 +728,18 @@ async fn write_markers(engine: &Engine, c: &Container, user: &str, hooks: &[&str
         script.push_str(&format!(" && echo \"{arg}\" > \"$d/.{h}Marker\""));
     }
     engine
-        .run(&["exec", "-u", user, c.id.as_str(), "/bin/sh", "-c", script.as_str(), "sh", c.created.as_str(), c.started_at.as_str()])
+        .run(&[
+            "exec",
+            "-u",
+            user,
+            c.id.as_str(),
+            "/bin/sh",
+            "-c",
+            script.as_str(),
+            "sh",
+            c.created.as_str(),
+            c.started_at.as_str(),
+        ])
         .await?;
     Ok(())
 }
@@ -649,7 +755,11 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             r.file.path.display()
         )));
     }
-    if r.value.get("features").and_then(Value::as_object).is_some_and(|f| !f.is_empty()) {
+    if r.value
+        .get("features")
+        .and_then(Value::as_object)
+        .is_some_and(|f| !f.is_empty())
+    {
         eprintln!(
             "warning: {}: \"features\" are not installed by this yonder yet; they are ignored",
             r.file.path.display()
@@ -661,13 +771,24 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             command: cmd.clone(),
             origin: "devcontainer.json".into(),
         };
-        lifecycle::run_hook(&Place::Host { cwd: &r.workspace }, "initializeCommand", &[origin]).await?;
+        lifecycle::run_hook(
+            &Place::Host { cwd: &r.workspace },
+            "initializeCommand",
+            &[origin],
+        )
+        .await?;
     }
     let mut existing = find_container(engine, r).await?;
     let mut config_changed = false;
     if let Some(c) = &existing {
-        let changed = c.labels.get(LABEL_HASH).is_some_and(|h| *h != r.content_hash());
-        if opts.remove_existing || (opts.rebuild && changed) || (opts.rebuild && !c.labels.contains_key(LABEL_HASH)) {
+        let changed = c
+            .labels
+            .get(LABEL_HASH)
+            .is_some_and(|h| *h != r.content_hash());
+        if opts.remove_existing
+            || (opts.rebuild && changed)
+            || (opts.rebuild && !c.labels.contains_key(LABEL_HASH))
+        {
             eprintln!("Removing the existing container {}...", short(&c.id));
             engine.run(&["rm", "-f", c.id.as_str()]).await?;
             forget_state(&r.devcontainer_id);
@@ -697,7 +818,12 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                     .await?
                     .into_iter()
                     .next()
-                    .ok_or_else(|| UpError::Other(format!("container {} vanished while starting", short(&c.id))))?
+                    .ok_or_else(|| {
+                        UpError::Other(format!(
+                            "container {} vanished while starting",
+                            short(&c.id)
+                        ))
+                    })?
             };
             (c, merged, false)
         }
@@ -716,7 +842,12 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                 .await?
                 .into_iter()
                 .next()
-                .ok_or_else(|| UpError::Other(format!("container {} was created but cannot be inspected", short(&id))))?;
+                .ok_or_else(|| {
+                    UpError::Other(format!(
+                        "container {} was created but cannot be inspected",
+                        short(&id)
+                    ))
+                })?;
             if !c.running {
                 let logs = engine.run(&["logs", id.as_str()]).await.unwrap_or_default();
                 return Err(UpError::Other(format!(
@@ -733,17 +864,35 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
     // Lifecycle hooks. The host notes make a re-up of a running container
     // skip the marker check entirely.
     let known = load_state(&r.devcontainer_id).is_some_and(|s| {
-        s.container_id == container.id && s.created == container.created && s.started_at == container.started_at
+        s.container_id == container.id
+            && s.created == container.created
+            && s.started_at == container.started_at
     });
-    let due = if known { Vec::new() } else { due_hooks(engine, &container, &user).await? };
-    let wait_for = merged.wait_for.clone().unwrap_or_else(|| "updateContentCommand".into());
+    let due = if known {
+        Vec::new()
+    } else {
+        due_hooks(engine, &container, &user).await?
+    };
+    let wait_for = merged
+        .wait_for
+        .clone()
+        .unwrap_or_else(|| "updateContentCommand".into());
     let mut hooks: Vec<&str> = due.clone();
     if !opts.skip_post_attach {
         hooks.push("postAttachCommand");
     }
     let have_commands = hooks.iter().any(|h| !merged.hook(h).is_empty());
     let env = if have_commands {
-        let mut env = probe_env(engine, &container.id, &user, merged.user_env_probe.as_deref().unwrap_or("loginInteractiveShell")).await;
+        let mut env = probe_env(
+            engine,
+            &container.id,
+            &user,
+            merged
+                .user_env_probe
+                .as_deref()
+                .unwrap_or("loginInteractiveShell"),
+        )
+        .await;
         for (k, v) in remote_env(&merged, &container) {
             env.retain(|(x, _)| *x != k);
             env.push((k, v));
@@ -807,7 +956,10 @@ pub fn short(id: &str) -> &str {
 pub async fn read_configuration(engine: Option<&Engine>, r: &Resolved) -> Value {
     let mut configuration = r.value.clone();
     if let Some(o) = configuration.as_object_mut() {
-        o.insert("configFilePath".into(), json!(r.file.path.display().to_string()));
+        o.insert(
+            "configFilePath".into(),
+            json!(r.file.path.display().to_string()),
+        );
     }
     let mut out = json!({
         "configuration": configuration,
@@ -847,14 +999,20 @@ pub async fn read_configuration(engine: Option<&Engine>, r: &Resolved) -> Value 
             None => Value::Object(m.remote_env.clone()),
         };
         merged.insert("remoteEnv".into(), remote_env);
-        merged.insert("containerEnv".into(), Value::Object(m.container_env.clone()));
+        merged.insert(
+            "containerEnv".into(),
+            Value::Object(m.container_env.clone()),
+        );
         merged.insert("init".into(), json!(m.init));
         merged.insert("privileged".into(), json!(m.privileged));
         merged.insert("capAdd".into(), json!(m.cap_add));
         merged.insert("securityOpt".into(), json!(m.security_opt));
         merged.insert("mounts".into(), json!(m.mounts));
         merged.insert("forwardPorts".into(), json!(m.forward_ports));
-        merged.insert("portsAttributes".into(), Value::Object(m.ports_attributes.clone()));
+        merged.insert(
+            "portsAttributes".into(),
+            Value::Object(m.ports_attributes.clone()),
+        );
         for (hook, list) in &m.hooks {
             merged.insert(
                 format!("{hook}s"),
@@ -868,7 +1026,9 @@ pub async fn read_configuration(engine: Option<&Engine>, r: &Resolved) -> Value 
 
 /// Dev containers known to the engine (any folder).
 pub async fn list(engine: &Engine) -> Result<Vec<Container>, UpError> {
-    let ids = engine.find(&[(LABEL_FOLDER.to_string(), String::new())]).await?;
+    let ids = engine
+        .find(&[(LABEL_FOLDER.to_string(), String::new())])
+        .await?;
     Ok(engine.inspect(&ids).await?)
 }
 
@@ -907,7 +1067,10 @@ mod tests {
     fn image_names_are_docker_safe() {
         let n = image_name(Path::new("/home/u/My Project!"));
         assert!(n.starts_with("vsc-myproject-"), "{n}");
-        assert!(n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)));
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+        );
     }
 
     #[test]
@@ -916,7 +1079,10 @@ mod tests {
             mount_arg(&json!({"type": "volume", "source": "cache", "target": "/c"})).unwrap(),
             "type=volume,src=cache,dst=/c"
         );
-        assert_eq!(mount_arg(&json!("type=bind,source=/a,target=/b")).unwrap(), "type=bind,source=/a,target=/b");
+        assert_eq!(
+            mount_arg(&json!("type=bind,source=/a,target=/b")).unwrap(),
+            "type=bind,source=/a,target=/b"
+        );
     }
 
     #[test]
@@ -941,7 +1107,10 @@ mod tests {
         let canon = std::fs::canonicalize(&w).unwrap();
         assert_eq!(
             r.workspace_mount.as_deref().unwrap(),
-            format!("type=bind,source={},target=/workspaces/proj", canon.display())
+            format!(
+                "type=bind,source={},target=/workspaces/proj",
+                canon.display()
+            )
         );
     }
 }

@@ -23,7 +23,9 @@ pub enum Resolved {
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("'${{{name}}}' in devcontainer.json can not be resolved because no environment variable name is given")]
+#[error(
+    "'${{{name}}}' in devcontainer.json can not be resolved because no environment variable name is given"
+)]
 pub struct VarError {
     pub name: String,
 }
@@ -32,10 +34,7 @@ pub struct VarError {
 pub type Resolver<'a> = dyn Fn(&str, &[&str]) -> Result<Resolved, VarError> + 'a;
 
 /// Substitutes every `${…}` in `s` through `resolve(name, args)`.
-pub fn substitute_str(
-    s: &str,
-    resolve: &Resolver<'_>,
-) -> Result<String, VarError> {
+pub fn substitute_str(s: &str, resolve: &Resolver<'_>) -> Result<String, VarError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -58,10 +57,7 @@ pub fn substitute_str(
 }
 
 /// Substitutes every string inside `v` (not object keys).
-pub fn substitute(
-    v: &Value,
-    resolve: &Resolver<'_>,
-) -> Result<Value, VarError> {
+pub fn substitute(v: &Value, resolve: &Resolver<'_>) -> Result<Value, VarError> {
     Ok(match v {
         Value::String(s) => Value::String(substitute_str(s, resolve)?),
         Value::Array(a) => Value::Array(
@@ -119,9 +115,7 @@ pub fn phase1<'a>(
         "localWorkspaceFolderBasename" => {
             Ok(Resolved::Value(basename(&vars.local_workspace_folder)))
         }
-        "containerWorkspaceFolder" => {
-            Ok(Resolved::Value(vars.container_workspace_folder.clone()))
-        }
+        "containerWorkspaceFolder" => Ok(Resolved::Value(vars.container_workspace_folder.clone())),
         "containerWorkspaceFolderBasename" => {
             Ok(Resolved::Value(basename(&vars.container_workspace_folder)))
         }
@@ -186,7 +180,10 @@ mod tests {
         assert_eq!(run("${localEnv:EMPTY:dflt}").unwrap(), "");
         assert_eq!(run("${env:HOME}").unwrap(), "/home/u");
         // Unknown variables stay verbatim, containerEnv waits for phase 3.
-        assert_eq!(run("${foo} ${containerEnv:PATH}").unwrap(), "${foo} ${containerEnv:PATH}");
+        assert_eq!(
+            run("${foo} ${containerEnv:PATH}").unwrap(),
+            "${foo} ${containerEnv:PATH}"
+        );
         assert_eq!(
             run("${localWorkspaceFolderBasename}:${containerWorkspaceFolder}").unwrap(),
             "proj:/workspaces/proj"
@@ -208,7 +205,10 @@ mod tests {
         );
         let id = devcontainer_id(&a);
         assert_eq!(id.len(), 52);
-        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b))
+        );
         let mut b = a.clone();
         b.insert("x".into(), "y".into());
         assert_ne!(devcontainer_id(&b), id);
