@@ -870,6 +870,14 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
     });
     let due = if known {
         Vec::new()
+    } else if created {
+        // A container made just now has no markers: every hook is due.
+        vec![
+            "onCreateCommand",
+            "updateContentCommand",
+            "postCreateCommand",
+            "postStartCommand",
+        ]
     } else {
         due_hooks(engine, &container, &user).await?
     };
