@@ -75,6 +75,9 @@ pub enum Place<'a> {
         user: &'a str,
         workdir: &'a str,
         env: &'a [(String, String)],
+        /// Shell code run after a command succeeds, in the same `exec`
+        /// (writes the lifecycle markers without another round trip).
+        after: Option<&'a str>,
     },
 }
 
@@ -92,13 +95,21 @@ impl Place<'_> {
                 user,
                 workdir,
                 env,
+                after,
             } => {
                 let mut c = engine.command();
                 c.args(["exec", "-u", user, "-w", workdir]);
                 for (k, v) in env.iter() {
                     c.arg("-e").arg(format!("{k}={v}"));
                 }
-                c.arg(id).args(argv);
+                c.arg(id);
+                if let Some(after) = after {
+                    // argv reaches "$@" unchanged: no quoting is involved.
+                    let script =
+                        format!("\"$@\"; rc=$?; if [ $rc -eq 0 ]; then {after}; fi; exit $rc");
+                    c.args(["/bin/sh", "-c", &script, "sh"]);
+                }
+                c.args(argv);
                 c
             }
         }

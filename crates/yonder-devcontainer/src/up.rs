@@ -713,6 +713,23 @@ async fn due_hooks(
         .collect())
 }
 
+/// Shell code that writes the markers of `hooks` (the reference CLI's
+/// files and contents: the container's Created time, or StartedAt for
+/// postStartCommand).
+fn marker_script(c: &Container, hooks: &[&str]) -> String {
+    let clean = |t: &str| t.replace(['\'', '\\'], "");
+    let mut script = String::from("d=\"$HOME/.devcontainer\"; mkdir -p \"$d\"");
+    for h in hooks {
+        let ts = if *h == "postStartCommand" {
+            clean(&c.started_at)
+        } else {
+            clean(&c.created)
+        };
+        script.push_str(&format!(" && echo '{ts}' > \"$d/.{h}Marker\""));
+    }
+    script
+}
+
 async fn write_markers(
     engine: &Engine,
     c: &Container,
@@ -722,11 +739,7 @@ async fn write_markers(
     if hooks.is_empty() {
         return Ok(());
     }
-    let mut script = String::from("d=\"$HOME/.devcontainer\"; mkdir -p \"$d\"");
-    for h in hooks {
-        let arg = if *h == "postStartCommand" { "$2" } else { "$1" };
-        script.push_str(&format!(" && echo \"{arg}\" > \"$d/.{h}Marker\""));
-    }
+    let script = marker_script(c, hooks);
     engine
         .run(&[
             "exec",
@@ -736,9 +749,6 @@ async fn write_markers(
             "/bin/sh",
             "-c",
             script.as_str(),
-            "sh",
-            c.created.as_str(),
-            c.started_at.as_str(),
         ])
         .await?;
     Ok(())
@@ -909,24 +919,43 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
     } else {
         Vec::new()
     };
-    let place = Place::Container {
-        engine,
-        id: &container.id,
-        user: &user,
-        workdir: &r.workspace_folder,
-        env: &env,
-    };
+    // Markers are written by the same `exec` as the hook's command when it
+    // has one (one round trip fewer per hook); hooks without commands leave
+    // their markers to the next hook that runs (or to none: a missing
+    // marker of an empty hook only means a check next time).
+    let mut pending: Vec<&str> = Vec::new();
     let mut done: Vec<&str> = Vec::new();
     let mut stopped_early = false;
     for hook in &hooks {
         let commands = merged.hook(hook);
-        if !commands.is_empty()
-            && let Err(e) = lifecycle::run_hook(&place, hook, commands).await
-        {
-            write_markers(engine, &container, &user, &done).await?;
-            return Err(e.into());
+        let marks = *hook != "postAttachCommand";
+        if !commands.is_empty() {
+            let mut with = pending.clone();
+            if marks {
+                with.push(hook);
+            }
+            let single = commands.len() == 1 && !commands[0].command.is_object();
+            let script = (single && !with.is_empty()).then(|| marker_script(&container, &with));
+            let place = Place::Container {
+                engine,
+                id: &container.id,
+                user: &user,
+                workdir: &r.workspace_folder,
+                env: &env,
+                after: script.as_deref(),
+            };
+            if let Err(e) = lifecycle::run_hook(&place, hook, commands).await {
+                write_markers(engine, &container, &user, &pending).await?;
+                return Err(e.into());
+            }
+            if !single {
+                write_markers(engine, &container, &user, &with).await?;
+            }
+            pending.clear();
+        } else if marks {
+            pending.push(hook);
         }
-        if *hook != "postAttachCommand" {
+        if marks {
             done.push(hook);
         }
         if opts.skip_non_blocking && *hook == wait_for {
@@ -934,7 +963,6 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             break;
         }
     }
-    write_markers(engine, &container, &user, &done).await?;
     if !stopped_early && ONCE.iter().all(|h| !due.contains(h) || done.contains(h)) {
         save_state(
             &r.devcontainer_id,
