@@ -467,3 +467,59 @@ fn attach_to_a_plain_running_container_and_two_dev_containers_at_once() {
     assert_eq!(a.sh("echo $WHO").trim(), "a");
     assert_eq!(b.sh("echo $WHO").trim(), "b");
 }
+
+/// The reference CLI (@devcontainers/cli), installed by scripts/setup.
+fn reference_cli() -> Command {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/devcontainer-cli/node_modules/.bin/devcontainer");
+    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+    let mut c = Command::new(p);
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+#[test]
+fn yonder_and_the_reference_cli_reuse_each_others_containers() {
+    let config = format!(
+        r#"{{"image": "{BASE}", "postCreateCommand": "echo created >> /tmp/creations", "postAttachCommand": "echo attached >> /tmp/attaches"}}"#
+    );
+    // Made by the reference CLI, found and reused by yonder: the same
+    // container, and its run-once markers are honoured.
+    let a = Project::new(&config);
+    let out = reference_cli()
+        .args(["up", "--docker-path", "podman", "--workspace-folder"])
+        .arg(a.path())
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let theirs: Value = serde_json::from_str(line.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {line}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(theirs["outcome"], "success", "{theirs}");
+    let ours = a.up_ok(&[]);
+    assert_eq!(ours["containerId"], theirs["containerId"]);
+    assert_eq!(
+        ours["remoteWorkspaceFolder"],
+        theirs["remoteWorkspaceFolder"]
+    );
+    assert_eq!(a.sh("cat /tmp/creations"), "created\n");
+    assert_eq!(a.sh("cat /tmp/attaches"), "attached\nattached\n");
+
+    // Made by yonder, found and reused by the reference CLI.
+    let b = Project::new(&config);
+    let ours = b.up_ok(&["--no-server"]);
+    let out = reference_cli()
+        .args(["up", "--docker-path", "podman", "--workspace-folder"])
+        .arg(b.path())
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let theirs: Value = serde_json::from_str(line.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(theirs["containerId"], ours["containerId"], "{theirs}");
+    let out = reference_cli()
+        .args(["exec", "--docker-path", "podman", "--workspace-folder"])
+        .arg(b.path())
+        .args(["cat", "/tmp/creations"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "created\n");
+}
