@@ -5,6 +5,7 @@
 //!   line:column errors);
 //! - [`vars`] substitutes `${…}` variables in the reference CLI's phases;
 //! - [`metadata`] merges image metadata by the spec's rules;
+//! - [`features`] installs local Dev Container Features into an image layer;
 //! - [`engine`] drives `docker`/`podman`;
 //! - [`lifecycle`] runs the lifecycle commands;
 //! - [`up`] ties them together: `up`, `stop`, `down`, finding a folder's
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod features;
 pub mod jsonc;
 pub mod lifecycle;
 pub mod metadata;

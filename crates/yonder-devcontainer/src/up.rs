@@ -44,6 +44,8 @@ pub enum UpError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Feature(#[from] crate::features::FeatureError),
     #[error("{0}")]
     Other(String),
 }
@@ -91,6 +93,17 @@ impl Resolved {
         {
             h.update(b"\0");
             h.update(std::fs::read(self.config_dir().join(df)).unwrap_or_default());
+        }
+        // Local features are part of the image too.
+        if let Some(f) = self.value.get("features").and_then(Value::as_object) {
+            for key in f.keys().filter_map(|k| k.strip_prefix("./")) {
+                for file in ["devcontainer-feature.json", "install.sh"] {
+                    h.update(b"\0");
+                    h.update(
+                        std::fs::read(self.config_dir().join(key).join(file)).unwrap_or_default(),
+                    );
+                }
+            }
         }
         hex(&h.finalize())
     }
@@ -765,16 +778,25 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             r.file.path.display()
         )));
     }
-    if r.value
-        .get("features")
-        .and_then(Value::as_object)
-        .is_some_and(|f| !f.is_empty())
-    {
-        eprintln!(
-            "warning: {}: \"features\" are not installed by this yonder yet; they are ignored",
-            r.file.path.display()
-        );
-    }
+    // Features are read (and their order checked) before anything runs, so
+    // a bad feature fails fast.
+    let features = match r.value.get("features").and_then(Value::as_object) {
+        Some(f) if !f.is_empty() => {
+            let list = crate::features::read(&r.file.path, f)?;
+            let over: Vec<String> = r
+                .value
+                .get("overrideFeatureInstallOrder")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            crate::features::order(&r.file.path, list, &over)?
+        }
+        _ => Vec::new(),
+    };
     // initializeCommand: on the host, in the workspace, on every up.
     if let Some(cmd) = r.value.get("initializeCommand") {
         let origin = Origin {
@@ -838,7 +860,45 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             (c, merged, false)
         }
         None => {
-            let (image, inspect) = prepare_image(engine, r, opts.rebuild).await?;
+            let (mut image, mut inspect) = prepare_image(engine, r, opts.rebuild).await?;
+            if !features.is_empty() {
+                let mut base_meta = image_metadata(&inspect);
+                let mut with_conf = base_meta.clone();
+                with_conf.push(snippet.clone());
+                let pre = metadata::merge(&with_conf);
+                let base_user = inspect
+                    .pointer("/Config/User")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let container_user = pre.container_user.clone().unwrap_or_else(|| {
+                    if base_user.is_empty() {
+                        "root".into()
+                    } else {
+                        base_user.clone()
+                    }
+                });
+                let remote_user = pre
+                    .remote_user
+                    .clone()
+                    .unwrap_or_else(|| container_user.clone());
+                base_meta.extend(features.iter().map(crate::features::snippet));
+                let label = serde_json::to_string(&base_meta).expect("json");
+                let tag = format!("{}-features", image_name(&r.workspace));
+                let spec = crate::features::BuildSpec {
+                    base: &image,
+                    base_user: &base_user,
+                    remote_user: &remote_user,
+                    container_user: &container_user,
+                    label: &label,
+                    tag: &tag,
+                };
+                crate::features::build(engine, &spec, &features).await?;
+                inspect = engine.inspect_image(&tag).await?.ok_or_else(|| {
+                    UpError::Other(format!("the image {tag} was built but cannot be inspected"))
+                })?;
+                image = tag;
+            }
             let mut snippets = image_metadata(&inspect);
             snippets.push(snippet);
             let merged = metadata::merge(&snippets);

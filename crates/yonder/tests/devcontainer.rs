@@ -523,3 +523,57 @@ fn yonder_and_the_reference_cli_reuse_each_others_containers() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "created\n");
 }
+
+#[test]
+fn local_features_install_in_order_with_options_env_and_hooks() {
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}",
+            "features": {{"./second": {{}}, "./hello": {{"greeting": "hey there", "loud": true}}}},
+            "onCreateCommand": "echo config >> /tmp/hooks"}}"#
+    ));
+    p.write(
+        ".devcontainer/hello/devcontainer-feature.json",
+        r#"{"id": "hello", "version": "1.0.0",
+            "options": {"greeting": {"type": "string", "default": "hi"},
+                        "loud": {"type": "boolean", "default": false},
+                        "name": {"type": "string", "default": "world"}},
+            "containerEnv": {"HELLO_HOME": "/opt/hello"},
+            "onCreateCommand": "echo hello-feature >> /tmp/hooks"}"#,
+    );
+    p.write(
+        ".devcontainer/hello/install.sh",
+        "#!/bin/sh\nset -e\nmkdir -p /opt/hello\necho \"$GREETING $NAME loud=$LOUD user=$_REMOTE_USER\" > /opt/hello/said\necho hello >> /opt/order\n",
+    );
+    p.write(
+        ".devcontainer/second/devcontainer-feature.json",
+        r#"{"id": "second", "installsAfter": ["hello"]}"#,
+    );
+    p.write(
+        ".devcontainer/second/install.sh",
+        "#!/bin/sh\nset -e\ntest -f /opt/hello/said\necho second >> /opt/order\n",
+    );
+    p.up_ok(&[]);
+    assert_eq!(
+        p.sh("cat /opt/hello/said").trim(),
+        "hey there world loud=true user=root"
+    );
+    assert_eq!(p.sh("cat /opt/order"), "hello\nsecond\n");
+    assert_eq!(p.sh("echo $HELLO_HOME").trim(), "/opt/hello");
+    // A feature's lifecycle command runs before devcontainer.json's.
+    assert_eq!(p.sh("cat /tmp/hooks"), "hello-feature\nconfig\n");
+
+    // A key without "./" gets the reference CLI's hint.
+    p.write(
+        ".devcontainer/devcontainer.json",
+        &format!(r#"{{"image": "{BASE}", "features": {{"hello": {{}}}}}}"#),
+    );
+    let (code, v, _) = p.up(&["--remove-existing", "--no-server"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("prepend your Feature name with"),
+        "{v}"
+    );
+}
