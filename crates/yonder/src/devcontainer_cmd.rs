@@ -72,6 +72,17 @@ pub async fn up(run_dir: Option<&Path>, a: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where tools start in a dev container: its workspace folder (`None` for
+/// other targets, or when the config cannot be read).
+pub fn workspace_folder(t: &yonder_target::Target) -> Option<String> {
+    match t {
+        yonder_target::Target::DevContainer { folder } => {
+            up::resolve(folder, None).ok().map(|r| r.workspace_folder)
+        }
+        _ => None,
+    }
+}
+
 pub async fn read_configuration(a: DevContainerArgs) -> anyhow::Result<()> {
     let r = resolve(&a)?;
     for w in &r.file.warnings {

@@ -577,3 +577,62 @@ fn local_features_install_in_order_with_options_env_and_hooks() {
         "{v}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn forward_ports_from_the_config_reach_a_server_in_the_container() {
+    let port = free_port();
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "forwardPorts": [{port}], "portsAttributes": {{"{port}": {{"label": "perl echo"}}}}}}"#
+    ));
+    p.up_ok(&[]);
+    // A one-shot server inside the container (perl is in Debian's minbase).
+    let server = format!(
+        "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \"127.0.0.1:{port}\", Listen => 5, ReuseAddr => 1) or die; print \"ready\\n\"; $|=1; $c = $s->accept; $l = <$c>; print $c \"echo:$l\"; close $c' "
+    );
+    let mut srv = p
+        .yonder()
+        .args(["exec", &p.target(), "--", "sh", "-c", &server])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(srv.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // `yonder forward devcontainer:…` with no specs forwards forwardPorts,
+    // to the same port number here.
+    let mut fwd = p
+        .yonder()
+        .args(["forward", &p.target()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut fout = std::io::BufReader::new(fwd.stdout.take().unwrap());
+    let mut announced = String::new();
+    std::io::BufRead::read_line(&mut fout, &mut announced).unwrap();
+    assert!(
+        announced.contains(&format!("127.0.0.1:{port}")),
+        "{announced}"
+    );
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut sock, b"ping\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut sock, &mut reply).unwrap();
+    assert_eq!(reply, "echo:ping\n");
+    let _ = fwd.kill();
+    let _ = fwd.wait();
+    assert!(srv.wait().unwrap().success());
+    // exec starts in the workspace folder.
+    let name = p.path().file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(p.sh("pwd").trim(), format!("/workspaces/{name}"));
+}
