@@ -6,6 +6,7 @@
 //! - [`vars`] substitutes `${…}` variables in the reference CLI's phases;
 //! - [`metadata`] merges image metadata by the spec's rules;
 //! - [`features`] installs local Dev Container Features into an image layer;
+//! - [`compose`] runs Docker Compose configurations;
 //! - [`engine`] drives `docker`/`podman`;
 //! - [`lifecycle`] runs the lifecycle commands;
 //! - [`up`] ties them together: `up`, `stop`, `down`, finding a folder's
@@ -14,6 +15,7 @@
 //! Putting the yonder server into the container is not here: the target
 //! crate does it over `<engine> exec -i`, the same way it does over SSH.
 
+pub mod compose;
 pub mod config;
 pub mod engine;
 pub mod features;

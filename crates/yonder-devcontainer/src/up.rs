@@ -772,12 +772,6 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
     for w in &r.file.warnings {
         eprintln!("warning: {w}");
     }
-    if r.is_compose() {
-        return Err(UpError::Other(format!(
-            "{}: Docker Compose configurations are not supported by this yonder yet; use an \"image\" or \"build\" configuration",
-            r.file.path.display()
-        )));
-    }
     // Features are read (and their order checked) before anything runs, so
     // a bad feature fails fast.
     let features = match r.value.get("features").and_then(Value::as_object) {
@@ -858,6 +852,32 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                     })?
             };
             (c, merged, false)
+        }
+        None if r.is_compose() => {
+            if !features.is_empty() {
+                eprintln!(
+                    "warning: {}: features are not installed into compose services by this yonder yet; they are ignored",
+                    r.file.path.display()
+                );
+            }
+            let pre = metadata::merge(std::slice::from_ref(&snippet));
+            let label = serde_json::to_string(&[snippet.clone()]).expect("json");
+            let id = crate::compose::create(engine, r, &pre, &label).await?;
+            let c = engine
+                .inspect(std::slice::from_ref(&id))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    UpError::Other(format!("container {} cannot be inspected", short(&id)))
+                })?;
+            // The service's image may carry metadata of its own.
+            let mut snippets = match engine.inspect_image(&c.image).await? {
+                Some(i) => image_metadata(&i),
+                None => Vec::new(),
+            };
+            snippets.push(snippet);
+            (c, metadata::merge(&snippets), true)
         }
         None => {
             let (mut image, mut inspect) = prepare_image(engine, r, opts.rebuild).await?;
@@ -1145,6 +1165,11 @@ pub async fn down(engine: &Engine, r: &Resolved, volumes: bool) -> Result<Option
     let Some(c) = find_container(engine, r).await? else {
         return Ok(None);
     };
+    if r.is_compose() {
+        crate::compose::down(engine, r, volumes).await?;
+        forget_state(&r.devcontainer_id);
+        return Ok(Some(c.id));
+    }
     let mut args = vec!["rm", "-f"];
     if volumes {
         args.push("-v");

@@ -636,3 +636,54 @@ fn forward_ports_from_the_config_reach_a_server_in_the_container() {
     let name = p.path().file_name().unwrap().to_string_lossy().to_string();
     assert_eq!(p.sh("pwd").trim(), format!("/workspaces/{name}"));
 }
+
+#[test]
+fn compose_configs_start_the_project_and_connect_to_the_service() {
+    let p = Project::new(
+        r#"{"dockerComposeFile": ["docker-compose.yml"], "service": "app",
+            "workspaceFolder": "/workspace", "containerEnv": {"ROLE": "primary"},
+            "postCreateCommand": "echo created > /tmp/created"}"#,
+    );
+    p.write(
+        ".devcontainer/docker-compose.yml",
+        &format!(
+            "version: \"3\"\nservices:\n  app:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    volumes:\n      - ..:/workspace\n  db:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n"
+        ),
+    );
+    p.write("hello.txt", "from the host\n");
+    let v = p.up_ok(&[]);
+    assert_eq!(v["remoteWorkspaceFolder"], "/workspace");
+    assert_eq!(
+        p.sh("cat hello.txt; echo $ROLE; cat /tmp/created"),
+        "from the host\nprimary\ncreated\n"
+    );
+    // Both services run, in one project named after the folder.
+    let project = format!(
+        "{}_devcontainer",
+        p.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+    );
+    let out = podman()
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(names.lines().count(), 2, "{names}");
+    // Re-up reuses the container; down removes the project.
+    assert_eq!(p.up_ok(&["--no-server"])["containerId"], v["containerId"]);
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["down", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+    let out = podman()
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
