@@ -861,7 +861,7 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                 );
             }
             let pre = metadata::merge(std::slice::from_ref(&snippet));
-            let label = serde_json::to_string(&[snippet.clone()]).expect("json");
+            let label = serde_json::to_string(std::slice::from_ref(&snippet)).expect("json");
             let id = crate::compose::create(engine, r, &pre, &label).await?;
             let c = engine
                 .inspect(std::slice::from_ref(&id))
