@@ -70,19 +70,19 @@ struct Request {
 
 /// Every operation the page can ask for.
 #[derive(Debug, Deserialize)]
-#[serde(
-    tag = "op",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "op", rename_all = "camelCase", rename_all_fields = "camelCase")]
 enum Op {
     /// → `{target, root, version, host, user, os, home}`.
     Info,
     /// A directory's entries → `[{name, kind: "file"|"dir"|"symlink"|"other", dir}]`
     /// (`dir`: a directory or a link to one).
-    List { path: String },
+    List {
+        path: String,
+    },
     /// A file → `{text, version, size}`, or `{binary: true, version, size}`.
-    Read { path: String },
+    Read {
+        path: String,
+    },
     /// Saves `text`; with `ifVersion` only if the file is still at that
     /// version (else the error kind is `conflict`) → `{version}`.
     Write {
@@ -91,15 +91,28 @@ enum Op {
         if_version: Option<String>,
     },
     /// A new empty file, or a directory with `dir`; fails if it exists.
-    Create { path: String, dir: bool },
+    Create {
+        path: String,
+        dir: bool,
+    },
     /// Renames; never replaces an existing `to`.
-    Rename { from: String, to: String },
+    Rename {
+        from: String,
+        to: String,
+    },
     /// Deletes a file or a whole directory.
-    Remove { path: String },
+    Remove {
+        path: String,
+    },
     /// A file dropped onto the tree: base64 `data`; fails if it exists.
-    Upload { path: String, data: String },
+    Upload {
+        path: String,
+        data: String,
+    },
     /// Stream of `[{kind, path, to?, dir}]` batches for the tree under `path`.
-    Watch { path: String },
+    Watch {
+        path: String,
+    },
     /// Workspace search: stream of `[{path, line, text, ranges: [[from, to]]}]`
     /// batches (UTF-16 columns, as the editor counts), then
     /// `{done: {files, lines, truncated}}`.
@@ -116,7 +129,10 @@ enum Op {
         globs: Vec<String>,
     },
     /// Quick open: stream of `{results: [{path, positions}], done}`.
-    Find { path: String, query: String },
+    Find {
+        path: String,
+        query: String,
+    },
     /// A new terminal (the login shell) → `{id}`; attach to see it.
     TermOpen {
         rows: u16,
@@ -126,7 +142,10 @@ enum Op {
     /// Stream: `{t: "attached", info}`, `{t: "data", offset, data}` (base64),
     /// `{t: "lost", bytes}`, `{t: "exit", code, signal}`. `from`: the offset
     /// to resume at (none: everything retained).
-    TermAttach { term: String, from: Option<u64> },
+    TermAttach {
+        term: String,
+        from: Option<u64>,
+    },
     /// Typed input (UTF-8, or base64 `data` with `binary`).
     TermInput {
         term: String,
@@ -134,9 +153,15 @@ enum Op {
         #[serde(default)]
         binary: bool,
     },
-    TermResize { term: String, rows: u16, cols: u16 },
+    TermResize {
+        term: String,
+        rows: u16,
+        cols: u16,
+    },
     /// SIGHUP, then SIGKILL if it lingers.
-    TermKill { term: String },
+    TermKill {
+        term: String,
+    },
     /// → `[{id, command, cwd, pid, attached, exited}]`.
     TermList,
     /// Stream of the target's listening ports:
@@ -144,13 +169,20 @@ enum Op {
     /// own listener, seen because the target is this machine).
     Ports,
     /// Forwards the target's `port` (listening on `address`) → `{port, host, localPort}`.
-    Forward { port: u16, address: String },
+    Forward {
+        port: u16,
+        address: String,
+    },
     /// → `true` if it was forwarded.
-    Unforward { port: u16 },
+    Unforward {
+        port: u16,
+    },
     /// → `[{port, host, localPort}]`.
     Forwards,
     /// Stops request `target`.
-    Cancel { target: u64 },
+    Cancel {
+        target: u64,
+    },
 }
 
 /// The page's end of the websocket: answers go through a bounded queue to
@@ -223,7 +255,8 @@ pub async fn run(socket: WebSocket, s: Arc<Shared>) {
                     .ok()
                     .and_then(|v| v.get("id").and_then(Value::as_u64));
                 if let Some(id) = id {
-                    let e = RemoteError::new(ErrorKind::InvalidArgument, format!("bad request: {e}"));
+                    let e =
+                        RemoteError::new(ErrorKind::InvalidArgument, format!("bad request: {e}"));
                     out.err(id, &e).await;
                 }
                 continue;
@@ -418,12 +451,18 @@ async fn handle(
             let size = bytes.len();
             match String::from_utf8(bytes) {
                 Ok(text) => {
-                    out.ok(id, json!({"text": text, "version": m.version, "size": size}))
-                        .await
+                    out.ok(
+                        id,
+                        json!({"text": text, "version": m.version, "size": size}),
+                    )
+                    .await
                 }
                 Err(_) => {
-                    out.ok(id, json!({"binary": true, "version": m.version, "size": size}))
-                        .await
+                    out.ok(
+                        id,
+                        json!({"binary": true, "version": m.version, "size": size}),
+                    )
+                    .await
                 }
             }
         }
@@ -601,7 +640,10 @@ async fn handle(
             }
             let _forget = Forget(writers, term.clone(), id);
             if !out
-                .ev(id, json!({"t": "attached", "info": terminal_json(&sess.info)}))
+                .ev(
+                    id,
+                    json!({"t": "attached", "info": terminal_json(&sess.info)}),
+                )
                 .await
             {
                 return Ok(());
@@ -627,15 +669,19 @@ async fn handle(
             out.ok(id, Value::Bool(true)).await;
         }
         Op::TermList => {
-            let v: Vec<Value> = c.list_terminals().await?.iter().map(terminal_json).collect();
+            let v: Vec<Value> = c
+                .list_terminals()
+                .await?
+                .iter()
+                .map(terminal_json)
+                .collect();
             out.ok(id, Value::Array(v)).await;
         }
         Op::Ports => {
             let mut ports = c.watch_ports(None).await?;
             while let Some(e) = ports.next().await {
                 let e = e?;
-                let own = u16::try_from(e.port)
-                    .is_ok_and(|p| s.forwards.own_ports().contains(&p));
+                let own = u16::try_from(e.port).is_ok_and(|p| s.forwards.own_ports().contains(&p));
                 let v = json!({
                     "open": e.open,
                     "address": e.address,
@@ -654,14 +700,18 @@ async fn handle(
             let f = s.forwards.start(port, &address).await.map_err(|e| {
                 RemoteError::new(ErrorKind::Io, format!("cannot listen for the forward: {e}"))
             })?;
-            out.ok(id, serde_json::to_value(f).unwrap_or_default()).await;
+            out.ok(id, serde_json::to_value(f).unwrap_or_default())
+                .await;
         }
         Op::Unforward { port } => {
             out.ok(id, Value::Bool(s.forwards.stop(port))).await;
         }
         Op::Forwards => {
-            out.ok(id, serde_json::to_value(s.forwards.list()).unwrap_or_default())
-                .await;
+            out.ok(
+                id,
+                serde_json::to_value(s.forwards.list()).unwrap_or_default(),
+            )
+            .await;
         }
         Op::TermInput { .. } | Op::TermResize { .. } | Op::Cancel { .. } => {
             unreachable!("handled in order by the reader loop")

@@ -82,7 +82,10 @@ impl Forwards {
     }
 
     pub fn list(&self) -> Vec<ForwardInfo> {
-        lock(&self.active).values().map(|a| a.info.clone()).collect()
+        lock(&self.active)
+            .values()
+            .map(|a| a.info.clone())
+            .collect()
     }
 
     /// Starts forwarding the target's `port` (an existing forward is

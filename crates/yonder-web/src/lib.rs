@@ -150,7 +150,10 @@ impl WebServer {
 
     /// The URL to open, with the one-time token.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/?token={}", self.shared.port, self.token)
+        format!(
+            "http://127.0.0.1:{}/?token={}",
+            self.shared.port, self.token
+        )
     }
 
     /// Serves until the process ends.
@@ -211,7 +214,10 @@ fn secure_headers(h: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
@@ -290,7 +296,8 @@ async fn check(s: &Shared, req: Request, next: Next) -> Response {
             .get(header::ORIGIN)
             .and_then(|h| h.to_str().ok());
         let ok = origin.is_some_and(|o| {
-            o == format!("http://127.0.0.1:{}", s.port) || o == format!("http://localhost:{}", s.port)
+            o == format!("http://127.0.0.1:{}", s.port)
+                || o == format!("http://localhost:{}", s.port)
         });
         if !ok {
             return refuse(
@@ -337,9 +344,15 @@ mod tests {
     #[test]
     fn cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; yonder_session=xyz; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; yonder_session=xyz; b=2"),
+        );
         assert_eq!(cookie_value(&h, COOKIE), Some("xyz"));
-        h.insert(header::COOKIE, HeaderValue::from_static("yonder_sessionx=1"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("yonder_sessionx=1"),
+        );
         assert_eq!(cookie_value(&h, COOKIE), None);
     }
 
