@@ -732,7 +732,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.id, 7);
         assert!(
-            matches!(r.op, Op::Write { if_version: Some(v), .. } if v == "v1"),
+            matches!(&r.op, Op::Write { if_version: Some(v), .. } if v == "v1"),
             "{:?}",
             r.op
         );
@@ -754,7 +754,8 @@ mod tests {
     fn long_lines_are_cut_around_the_match() {
         let mut line = vec![b'a'; 10_000];
         line[9_000..9_003].copy_from_slice(b"xyz");
-        let (text, ranges) = shown_line(&line, &[9_000..9_003]);
+        let matches = vec![9_000..9_003, 9_010..9_012];
+        let (text, ranges) = shown_line(&line, &matches);
         assert_eq!(text.len(), MAX_LINE_SHOWN);
         let [a, b] = ranges[0];
         assert_eq!(&text[a..b], "xyz");
