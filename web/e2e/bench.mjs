@@ -108,14 +108,18 @@ await page.evaluate(() => {
   );
 });
 const echo = [];
+const wire = [];
 for (let i = 0; i < KEYS; i++) {
   await page.evaluate(() => (window.__mut = 0));
   await page.keyboard.press(String.fromCharCode(97 + (i % 26)));
   await page.waitForFunction(() => window.__mut > window.__key, null, { timeout: 5000 });
-  echo.push(await page.evaluate(() => window.__mut - window.__key));
+  const [a, b] = await page.evaluate(() => [window.__mut - window.__key, window.__yonderLastMessage - window.__key]);
+  echo.push(a);
+  wire.push(b);
 }
 await page.keyboard.press('Control+c');
 rows.push([`keystroke to echo in a web terminal, p50 / p95 of ${KEYS}`, `${ms(median(echo))} / ${ms(pct(echo, 0.95))}`]);
+rows.push(['of which keystroke to the echo\'s websocket message, p50 / p95', `${ms(median(wire))} / ${ms(pct(wire, 0.95))}`]);
 
 // 3. Open a 10 MB file: click in the tree → text shown; then a keystroke.
 await page.locator(`[data-testid="tree-row"][data-path="${path.join(work, 'src')}"]`).click();

@@ -31,6 +31,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -163,7 +164,12 @@ impl WebServer {
             .fallback(get(asset))
             .layer(middleware::from_fn_with_state(self.shared.clone(), guard))
             .with_state(self.shared);
-        axum::serve(self.listener, app)
+        // Terminal echo is one small websocket frame after another: without
+        // NODELAY, Nagle holds each behind the previous one's delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app)
             .await
             .map_err(WebError::Serve)
     }
