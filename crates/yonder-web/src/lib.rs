@@ -169,9 +169,7 @@ impl WebServer {
         let listener = self.listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, app)
-            .await
-            .map_err(WebError::Serve)
+        axum::serve(listener, app).await.map_err(WebError::Serve)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::sshd::Sshd;
 use common::{DEADLINE, Daemon};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -49,10 +50,10 @@ impl Drop for Web {
     }
 }
 
-fn start_web(d: &Daemon, folder: &Path) -> Web {
-    let mut child = d
-        .cli()
-        .args(["web", "local"])
+/// Starts `cli web TARGET FOLDER --no-open --port 0` and reads its URL.
+fn start_web(mut cli: Command, target: &str, folder: &Path) -> Web {
+    let mut child = cli
+        .args(["web", target])
         .arg(folder)
         .args(["--no-open", "--port", "0"])
         .env_remove("DISPLAY")
@@ -142,8 +143,7 @@ fn ws_request(port: u16, cookie: Option<&str>, origin: &str) -> u16 {
 }
 
 /// A workspace with something to see, edit, search and quick-open.
-fn workspace(d: &Daemon) -> PathBuf {
-    let w = d.work().join("project");
+fn workspace(w: &Path) {
     std::fs::create_dir_all(w.join("src")).unwrap();
     std::fs::create_dir_all(w.join("deeper")).unwrap();
     std::fs::write(w.join("hello.txt"), "hello from disk\n").unwrap();
@@ -153,7 +153,6 @@ fn workspace(d: &Daemon) -> PathBuf {
     )
     .unwrap();
     std::fs::write(w.join("deeper/deepfile.md"), "# deep\n").unwrap();
-    w
 }
 
 fn free_port() -> u16 {
@@ -172,8 +171,9 @@ fn free_port() -> u16 {
 fn workbench_end_to_end_in_chromium() {
     check_front_end_installed();
     let d = Daemon::start();
-    let w = workspace(&d);
-    let web = start_web(&d, &w);
+    let w = d.work().join("project");
+    workspace(&w);
+    let web = start_web(d.cli(), "local", &w);
 
     // Without the cookie nothing is served, the websocket included.
     assert_eq!(http(web.port, "/", &[]).0, 401);
@@ -190,48 +190,8 @@ fn workbench_end_to_end_in_chromium() {
             .contains("content-security-policy: default-src 'none'")
     );
 
-    let shots = screenshots_dir();
-    let out = Command::new("node")
-        .arg(web_dir().join("e2e/workbench.mjs"))
-        .current_dir(web_dir())
-        .env("YONDER_WEB_URL", &web.url)
-        .env("YONDER_WEB_DIR", &w)
-        .env("YONDER_WEB_SHOTS", &shots)
-        .env("YONDER_WEB_HTTP_PORT", free_port().to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run node (installed by scripts/setup)");
-    let out = wait_with_timeout(out, E2E_TIMEOUT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("E2E OK"),
-        "the browser test failed (screenshots in {}):\n{stdout}\n{stderr}",
-        shots.display()
-    );
-    for name in [
-        "01-tree",
-        "02-editor-dirty",
-        "03-conflict",
-        "04-terminal",
-        "06-search",
-        "08-ports",
-    ] {
-        assert!(
-            shots.join(format!("{name}.png")).is_file(),
-            "no screenshot {name}"
-        );
-    }
-
-    // The bytes the browser saved ("overwrite with mine" after the conflict).
-    assert_eq!(
-        std::fs::read_to_string(w.join("hello.txt")).unwrap(),
-        "hello from disk\nedited in the browser\nsecond edit\n"
-    );
-    assert!(w.join("created.txt").is_file());
-
+    let stdout = run_browser_story(&web, &w, &screenshots_dir());
+    assert_saved_bytes(&w);
     // The browser's session cookie works, but not from a foreign Origin.
     let cookie = stdout
         .lines()
@@ -260,6 +220,77 @@ fn workbench_end_to_end_in_chromium() {
         http(web.port, &format!("/?token={}", web.token), &[]).0,
         401
     );
+}
+
+/// Runs `web/e2e/workbench.mjs` against `web` serving `dir`; returns its
+/// stdout (which carries the session cookie).
+fn run_browser_story(web: &Web, dir: &Path, shots: &Path) -> String {
+    let out = Command::new("node")
+        .arg(web_dir().join("e2e/workbench.mjs"))
+        .current_dir(web_dir())
+        .env("YONDER_WEB_URL", &web.url)
+        .env("YONDER_WEB_DIR", dir)
+        .env("YONDER_WEB_SHOTS", shots)
+        .env("YONDER_WEB_HTTP_PORT", free_port().to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run node (installed by scripts/setup)");
+    let out = wait_with_timeout(out, E2E_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("E2E OK"),
+        "the browser test failed (screenshots in {}):\n{stdout}\n{stderr}",
+        shots.display()
+    );
+    for name in [
+        "01-tree",
+        "02-editor-dirty",
+        "03-conflict",
+        "04-terminal",
+        "06-search",
+        "08-ports",
+    ] {
+        assert!(
+            shots.join(format!("{name}.png")).is_file(),
+            "no screenshot {name}"
+        );
+    }
+    stdout
+}
+
+/// The bytes the browser saved ("overwrite with mine" after the conflict),
+/// and the file it created.
+fn assert_saved_bytes(w: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(w.join("hello.txt")).unwrap(),
+        "hello from disk\nedited in the browser\nsecond edit\n"
+    );
+    assert!(w.join("created.txt").is_file());
+}
+
+/// The same story on an SSH target (a private sshd on 127.0.0.1, the
+/// non-root test user): tree, editor, conflict, terminal across a reload,
+/// search, quick open and a forwarded server all go through ssh.
+#[test]
+fn workbench_on_an_ssh_target() {
+    check_front_end_installed();
+    let s = Sshd::start();
+    let name = format!("web-e2e-{}", s.port);
+    let w = s.remote_home().join(&name);
+    // Made by the remote user, so the files are theirs.
+    s.ssh(&format!(
+        "rm -rf {name} && mkdir -p {name}/src {name}/deeper && \
+         printf 'hello from disk\\n' > {name}/hello.txt && \
+         printf 'fn main() {{\\n    let needle_in_haystack = 1;\\n}}\\n' > {name}/src/main.rs && \
+         printf '# deep\\n' > {name}/deeper/deepfile.md"
+    ));
+    let web = start_web(s.cli(), "yt", Path::new(&name));
+    run_browser_story(&web, &w, &screenshots_dir().join("ssh"));
+    assert_saved_bytes(&w);
+    let _ = std::fs::remove_dir_all(&w);
 }
 
 fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output {
