@@ -5,11 +5,16 @@
 //   YONDER_WEB_DIR   the folder it serves (this machine is the target)
 //   YONDER_WEB_SHOTS where to save a screenshot of each view
 //   YONDER_WEB_HTTP_PORT a free loopback port for the terminal's http server
+//   YONDER_WEB_BREAK_LINK (optional) a `pkill -f` pattern for the processes
+//                    carrying the link from yonder web to the target: they
+//                    are killed midway; the page must show it reconnecting,
+//                    then carry on (terminal intact)
 // Prints `COOKIE=<value>` for the Rust side's Origin check, and exits
 // non-zero with the failing step on any failure.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 
 const URL = process.env.YONDER_WEB_URL;
@@ -132,6 +137,29 @@ try {
   // The editor tab came back too.
   await page.locator('.tab.active', { hasText: 'hello.txt' }).waitFor();
   await shot('05-terminal-after-reload');
+
+  if (process.env.YONDER_WEB_BREAK_LINK) {
+    step = 'the link to the target drops and comes back';
+    await page.evaluate(() => {
+      window.__conn = [];
+      new MutationObserver(() => window.__conn.push(document.body.dataset.conn)).observe(document.body, {
+        attributes: true,
+        attributeFilter: ['data-conn'],
+      });
+    });
+    const before = (await terminalText()).split('\n').filter((l) => l.trim() === 'marker-42').length;
+    // pkill itself, not through a shell (whose command line would match).
+    execFileSync('pkill', ['-f', process.env.YONDER_WEB_BREAK_LINK], { stdio: 'ignore' });
+    await until('the status bar to show the reconnect', async () =>
+      (await page.evaluate(() => window.__conn.includes('reconnecting'))));
+    await shot('05b-reconnecting');
+    await page.getByTestId('status-connection').filter({ hasText: /^● connected$/ }).waitFor({ timeout: 60_000 });
+    await page.locator('.term-pane:visible').click();
+    await page.keyboard.type('echo after-$((6*8))\n');
+    await until('the terminal to work after the reconnect', async () => (await terminalText()).includes('after-48'));
+    const after = (await terminalText()).split('\n').filter((l) => l.trim() === 'marker-42').length;
+    expect(before === after, `earlier output shown ${after} times after the reconnect, ${before} before`);
+  }
 
   step = 'workspace search, click a result';
   await page.getByTestId('side-search').click();

@@ -36,11 +36,23 @@ async function main(): Promise<void> {
   const stVersion = el('span', { class: 'st-version', 'data-testid': 'status-version' });
   const stFile = el('span', { class: 'st-file' });
   const status = el('footer', { class: 'status', 'data-testid': 'status-bar' }, stTarget, stConn, stFile, stVersion);
-  conn.onState((s) => {
-    stConn.textContent = `● ${STATE_LABEL[s]}`;
+  // The status shows the weaker link: page → yonder web, or yonder web → target.
+  const showState = () => {
+    let s: ConnState = conn.state;
+    let label = STATE_LABEL[s];
+    if (s === 'connected' && conn.target && conn.target.state !== 'connected') {
+      s = conn.target.state;
+      label =
+        s === 'lost'
+          ? 'target lost: check the connection and restart yonder web'
+          : `reconnecting to the target… (attempt ${conn.target.attempt ?? 1})`;
+    }
+    stConn.textContent = `● ${label}`;
     stConn.className = `st-conn ${s}`;
     document.body.dataset.conn = s;
-  });
+  };
+  conn.onState(showState);
+  conn.onTarget(showState);
   app.append(el('div', { class: 'loading' }, 'Connecting to the target…'), status);
 
   // The first request waits for the socket to open.

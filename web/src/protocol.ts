@@ -22,6 +22,13 @@ export interface SocketLike {
   onerror: ((ev: unknown) => void) | null;
 }
 
+/** The link from yonder web to the target, as the server reports it. */
+export interface TargetState {
+  state: 'connected' | 'reconnecting' | 'lost';
+  generation: number;
+  attempt?: number;
+}
+
 export class RemoteError extends Error {
   constructor(
     readonly kind: string,
@@ -69,6 +76,11 @@ export class Connection {
   private pending = new Map<number, Pending>();
   private stateListeners: ((s: ConnState) => void)[] = [];
   private reconnectListeners: (() => void)[] = [];
+  private targetListeners: ((t: TargetState) => void)[] = [];
+  /** The target link's generation last seen: a higher one means the
+   * server reconnected to the target and streams must be re-opened. */
+  private generation = 0;
+  target: TargetState | null = null;
   private attempt = 0;
   private droppedAt = 0;
   private everConnected = false;
@@ -93,7 +105,14 @@ export class Connection {
     cb(this.state);
   }
 
-  /** Called after every successful reconnect (not the first connect). */
+  /** Called on every change of the target link's state. */
+  onTarget(cb: (t: TargetState) => void): void {
+    this.targetListeners.push(cb);
+    if (this.target) cb(this.target);
+  }
+
+  /** Called after every successful reconnect (not the first connect), of
+   * the page to yonder web or of yonder web to the target. */
   onReconnect(cb: () => void): void {
     this.reconnectListeners.push(cb);
   }
@@ -149,10 +168,21 @@ export class Connection {
   }
 
   private receive(text: string): void {
-    let msg: { id?: number; ok?: unknown; ev?: unknown; end?: boolean; err?: { kind: string; message: string } };
+    let msg: {
+      id?: number;
+      ok?: unknown;
+      ev?: unknown;
+      end?: boolean;
+      err?: { kind: string; message: string };
+      target?: TargetState;
+    };
     try {
       msg = JSON.parse(text);
     } catch {
+      return;
+    }
+    if (msg.target) {
+      this.targetChanged(msg.target);
       return;
     }
     if (typeof msg.id !== 'number') return;
@@ -172,6 +202,14 @@ export class Connection {
       this.pending.delete(msg.id);
       p.stream?.onEnd?.();
     }
+  }
+
+  private targetChanged(t: TargetState): void {
+    this.target = t;
+    for (const cb of this.targetListeners) cb(t);
+    const newer = t.state === 'connected' && this.generation !== 0 && t.generation > this.generation;
+    if (t.state === 'connected') this.generation = t.generation;
+    if (newer) for (const cb of this.reconnectListeners) cb();
   }
 
   private sendRaw(obj: object): boolean {

@@ -7,6 +7,9 @@ import { Entry, Effects, TreeModel, TreeNode, WatchEvent } from './tree';
 import { basename, dirname, join, validName } from './paths';
 import { ask, dialog, el, toast } from './ui';
 
+/** Pause before re-opening a watch that failed. */
+const WATCH_RETRY_MS = 3000;
+
 /** Files larger than this are not uploaded by drag and drop (one websocket message each). */
 const MAX_UPLOAD = 64 * 1024 * 1024;
 
@@ -69,7 +72,14 @@ export class TreeView {
         if (redraw) this.render();
       },
       onError: (e) => {
-        if (e.kind !== 'disconnected') toast(`Watching stopped: ${e.message}`, 'error');
+        // "disconnected": the page's reconnect refreshes the tree. Anything
+        // else (the link to the target dropped, a watch limit): try again
+        // shortly; a reconnect to the target restarts it sooner.
+        if (e.kind === 'disconnected') return;
+        const mine = this.watch;
+        setTimeout(() => {
+          if (this.watch === mine) void this.refresh();
+        }, WATCH_RETRY_MS);
       },
     });
   }

@@ -143,3 +143,24 @@ describe('helpers', () => {
     expect(websocketUrl({ protocol: 'http:', host: '127.0.0.1:5' })).toBe('ws://127.0.0.1:5/ws');
   });
 });
+
+describe('the target link', () => {
+  it('reports its state and re-opens streams on a new generation only', () => {
+    const { conn, sockets } = setup();
+    sockets[0].open();
+    let reopened = 0;
+    conn.onReconnect(() => reopened++);
+    const seen: string[] = [];
+    conn.onTarget((t) => seen.push(t.state));
+    sockets[0].reply({ target: { state: 'connected', generation: 1 } });
+    expect(reopened).toBe(0);
+    sockets[0].reply({ target: { state: 'reconnecting', generation: 1, attempt: 1 } });
+    sockets[0].reply({ target: { state: 'connected', generation: 2 } });
+    expect(reopened).toBe(1);
+    // The same generation again (e.g. after the page's own reconnect): nothing to redo.
+    sockets[0].reply({ target: { state: 'connected', generation: 2 } });
+    expect(reopened).toBe(1);
+    expect(seen).toEqual(['connected', 'reconnecting', 'connected', 'connected']);
+    expect(conn.target).toMatchObject({ state: 'connected', generation: 2 });
+  });
+});

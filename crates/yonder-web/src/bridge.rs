@@ -10,6 +10,10 @@
 //! - `{"id": N, "end": true}` when the stream is over;
 //! - `{"id": N, "err": {"kind": "conflict", "message": "..."}}` ends either.
 //!
+//! `{"target": {"state": "connected"|"reconnecting"|"lost", "generation": G}}`
+//! (no id) tells the page about the link to the target; after a reconnect
+//! (a new generation) the page re-opens its streams.
+//!
 //! `{"op": "cancel", "target": N}` stops request N (a search, a watch, a
 //! terminal attachment: the terminal itself keeps running). Closing the
 //! websocket cancels everything the page started except terminals and
@@ -238,6 +242,22 @@ pub async fn run(socket: WebSocket, s: Arc<Shared>) {
         }
     });
     let out = Out { tx };
+    // The target link's state, pushed to the page as `{"target": {...}}`
+    // (no id): the status bar shows it, and a new generation makes the page
+    // re-open its streams.
+    let mut states = s.link.subscribe();
+    let status_out = out.clone();
+    let status = tokio::spawn(async move {
+        loop {
+            let st = *states.borrow_and_update();
+            if !status_out.send(json!({"target": st})).await {
+                break;
+            }
+            if states.changed().await.is_err() {
+                break;
+            }
+        }
+    });
     let writers: Writers = Arc::default();
     let mut tasks: HashMap<u64, AbortHandle> = HashMap::new();
     while let Some(msg) = incoming.next().await {
@@ -304,6 +324,7 @@ pub async fn run(socket: WebSocket, s: Arc<Shared>) {
     for h in tasks.values() {
         h.abort();
     }
+    status.abort();
     writer.abort();
 }
 
@@ -395,7 +416,8 @@ async fn handle(
     out: &Out,
     writers: &Writers,
 ) -> Result<(), RemoteError> {
-    let c: &Client = &s.client;
+    let client = s.link.client();
+    let c: &Client = &client;
     match op {
         Op::Info => {
             let i = c.info().await?;

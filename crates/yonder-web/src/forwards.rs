@@ -6,11 +6,11 @@
 //! otherwise any free port) and relays every connection through
 //! [`Client::dial`] to the target.
 
+use crate::target::TargetLink;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
-use yonder_client::Client;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop
 /// does not spin while the condition lasts.
@@ -35,7 +35,7 @@ struct Active {
 
 /// The process's forwards, keyed by the target's port.
 pub struct Forwards {
-    client: Client,
+    link: Arc<TargetLink>,
     web_port: u16,
     active: Arc<Mutex<BTreeMap<u16, Active>>>,
 }
@@ -61,9 +61,9 @@ pub fn dial_host(address: &str) -> String {
 }
 
 impl Forwards {
-    pub fn new(client: Client, web_port: u16) -> Self {
+    pub fn new(link: Arc<TargetLink>, web_port: u16) -> Self {
         Self {
-            client,
+            link,
             web_port,
             active: Arc::default(),
         }
@@ -103,7 +103,7 @@ impl Forwards {
             host: dial_host(address),
             local_port: listener.local_addr()?.port(),
         };
-        let client = self.client.clone();
+        let link = self.link.clone();
         let host = info.host.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -116,7 +116,9 @@ impl Forwards {
                     }
                 };
                 let _ = sock.set_nodelay(true);
-                let client = client.clone();
+                // The current connection: forwards keep working after the
+                // target link was re-made.
+                let client = link.client();
                 let host = host.clone();
                 tokio::spawn(async move {
                     match client.dial(&host, port).await {

@@ -23,6 +23,7 @@
 
 mod bridge;
 mod forwards;
+mod target;
 
 use axum::Router;
 use axum::body::Body;
@@ -40,6 +41,7 @@ use tokio::net::TcpListener;
 use yonder_client::Client;
 
 pub use forwards::Forwards;
+pub use target::{Connector, TargetLink, TargetState};
 
 /// The session cookie's name.
 const COOKIE: &str = "yonder_session";
@@ -82,7 +84,8 @@ pub struct WebOptions {
 
 /// State shared by every request and websocket.
 pub(crate) struct Shared {
-    pub client: Client,
+    /// The target connection (reconnected when it drops).
+    pub link: Arc<TargetLink>,
     pub opts: WebOptions,
     pub port: u16,
     /// The one-time token; `None` once exchanged for the cookie.
@@ -114,8 +117,13 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl WebServer {
-    /// Binds 127.0.0.1 on `opts.port` (0: random).
-    pub async fn bind(client: Client, opts: WebOptions) -> Result<Self, WebError> {
+    /// Binds 127.0.0.1 on `opts.port` (0: random). With a `connector`, a
+    /// dropped connection to the target is re-made (pages are told).
+    pub async fn bind(
+        client: Client,
+        connector: Option<Connector>,
+        opts: WebOptions,
+    ) -> Result<Self, WebError> {
         let listener = TcpListener::bind(("127.0.0.1", opts.port))
             .await
             .map_err(|source| WebError::Bind {
@@ -130,11 +138,12 @@ impl WebServer {
             })?
             .port();
         let token = random_hex(32);
-        let forwards = Forwards::new(client.clone(), port);
+        let link = TargetLink::new(client, connector);
+        let forwards = Forwards::new(link.clone(), port);
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
-                client,
+                link,
                 opts,
                 port,
                 token: Mutex::new(Some(token.clone())),
@@ -159,6 +168,13 @@ impl WebServer {
 
     /// Serves until the process ends.
     pub async fn run(self) -> Result<(), WebError> {
+        let supervisor = tokio::spawn(self.shared.link.clone().supervise());
+        let r = self.serve().await;
+        supervisor.abort();
+        r
+    }
+
+    async fn serve(self) -> Result<(), WebError> {
         let app = Router::new()
             .route("/ws", get(websocket))
             .fallback(get(asset))

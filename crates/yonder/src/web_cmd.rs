@@ -27,8 +27,23 @@ pub async fn run(run_dir: Option<&Path>, args: WebArgs) -> anyhow::Result<()> {
     if meta.file_type() != FileType::Directory {
         anyhow::bail!("{} on {target} is not a folder", root.display());
     }
+    // When the link to the target drops (ssh killed, network gone), the
+    // server connects again the same way.
+    let run_dir_owned = run_dir.map(Path::to_path_buf);
+    let target_arg = args.target.clone();
+    let connector: yonder_web::Connector = std::sync::Arc::new(move || {
+        let run_dir = run_dir_owned.clone();
+        let target = target_arg.clone();
+        Box::pin(async move {
+            connect(run_dir.as_deref(), &target)
+                .await
+                .map(|(_, c)| c)
+                .map_err(|e| format!("{e:#}"))
+        })
+    });
     let server = WebServer::bind(
         client,
+        Some(connector),
         WebOptions {
             port: args.port,
             root: root.clone(),

@@ -190,7 +190,7 @@ fn workbench_end_to_end_in_chromium() {
             .contains("content-security-policy: default-src 'none'")
     );
 
-    let stdout = run_browser_story(&web, &w, &screenshots_dir());
+    let stdout = run_browser_story(&web, &w, &screenshots_dir(), None);
     assert_saved_bytes(&w);
     // The browser's session cookie works, but not from a foreign Origin.
     let cookie = stdout
@@ -224,8 +224,12 @@ fn workbench_end_to_end_in_chromium() {
 
 /// Runs `web/e2e/workbench.mjs` against `web` serving `dir`; returns its
 /// stdout (which carries the session cookie).
-fn run_browser_story(web: &Web, dir: &Path, shots: &Path) -> String {
-    let out = Command::new("node")
+fn run_browser_story(web: &Web, dir: &Path, shots: &Path, break_link: Option<&str>) -> String {
+    let mut cmd = Command::new("node");
+    if let Some(b) = break_link {
+        cmd.env("YONDER_WEB_BREAK_LINK", b);
+    }
+    let out = cmd
         .arg(web_dir().join("e2e/workbench.mjs"))
         .current_dir(web_dir())
         .env("YONDER_WEB_URL", &web.url)
@@ -273,7 +277,9 @@ fn assert_saved_bytes(w: &Path) {
 
 /// The same story on an SSH target (a private sshd on 127.0.0.1, the
 /// non-root test user): tree, editor, conflict, terminal across a reload,
-/// search, quick open and a forwarded server all go through ssh.
+/// search, quick open and a forwarded server all go through ssh; and the
+/// ssh connection is killed midway: the page shows "reconnecting", the
+/// workbench reconnects, and the terminal carries on with nothing repeated.
 #[test]
 fn workbench_on_an_ssh_target() {
     check_front_end_installed();
@@ -288,7 +294,10 @@ fn workbench_on_an_ssh_target() {
          printf '# deep\\n' > {name}/deeper/deepfile.md"
     ));
     let web = start_web(s.cli(), "yt", Path::new(&name));
-    run_browser_story(&web, &w, &screenshots_dir().join("ssh"));
+    // Midway, the ssh processes carrying the link are killed (as a dropped
+    // network would): the page shows the reconnect and carries on.
+    let kill = format!("{}/ssh/", s.run_dir.display());
+    run_browser_story(&web, &w, &screenshots_dir().join("ssh"), Some(&kill));
     assert_saved_bytes(&w);
     let _ = std::fs::remove_dir_all(&w);
 }
