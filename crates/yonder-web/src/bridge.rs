@@ -536,6 +536,9 @@ async fn handle(
             let req = pb::WatchRequest {
                 path: yonder_proto::paths::to_wire(Path::new(&path)),
                 ignore: WATCH_IGNORE.iter().map(|s| s.to_string()).collect(),
+                // A big workspace's build output and dependencies cost no
+                // kernel watches (as VS Code's watcher excludes).
+                use_gitignore: true,
                 ..Default::default()
             };
             let mut s = c.watch(req).await?.ready_chunks(BATCH);
