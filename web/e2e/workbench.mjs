@@ -191,6 +191,30 @@ try {
   await row('created.txt').waitFor();
   expect(fs.existsSync(path.join(DIR, 'created.txt')), 'created.txt is not on disk');
 
+  step = 'rename and delete from the context menu';
+  await row('created.txt').click({ button: 'right' });
+  await page.getByTestId('menu-rename').click();
+  await page.getByTestId('rename-input').fill('renamed.txt');
+  await page.getByTestId('rename-ok').click();
+  await row('renamed.txt').waitFor();
+  expect(!fs.existsSync(path.join(DIR, 'created.txt')) && fs.existsSync(path.join(DIR, 'renamed.txt')), 'rename not on disk');
+  await row('renamed.txt').click({ button: 'right' });
+  await page.getByTestId('menu-delete').click();
+  await page.getByTestId('confirm-delete').click();
+  await row('renamed.txt').waitFor({ state: 'detached' });
+  expect(!fs.existsSync(path.join(DIR, 'renamed.txt')), 'delete not on disk');
+
+  step = 'drop a file from the desktop onto the tree';
+  const dt = await page.evaluateHandle(() => {
+    const d = new DataTransfer();
+    d.items.add(new File(['dropped bytes\n'], 'dropped.txt', { type: 'text/plain' }));
+    return d;
+  });
+  await page.getByTestId('tree').dispatchEvent('drop', { dataTransfer: dt });
+  await row('dropped.txt').waitFor();
+  await until('the uploaded bytes on disk', () =>
+    fs.existsSync(path.join(DIR, 'dropped.txt')) && read('dropped.txt') === 'dropped bytes\n');
+
   step = 'the tree follows the disk';
   fs.writeFileSync(path.join(DIR, 'appeared.txt'), 'x');
   await row('appeared.txt').waitFor();

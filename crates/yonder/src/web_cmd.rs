@@ -82,7 +82,13 @@ fn open_browser(url: &str) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
-    if let Err(e) = r {
-        eprintln!("yonder web: could not open a browser ({e}); open the URL above yourself");
+    match r {
+        // Reap it when it ends (xdg-open returns once the browser has it).
+        Ok(mut child) => {
+            std::thread::spawn(move || child.wait());
+        }
+        Err(e) => {
+            eprintln!("yonder web: could not open a browser ({e}); open the URL above yourself")
+        }
     }
 }

@@ -266,13 +266,17 @@ fn run_browser_story(web: &Web, dir: &Path, shots: &Path, break_link: Option<&st
 }
 
 /// The bytes the browser saved ("overwrite with mine" after the conflict),
-/// and the file it created.
+/// the file it created, renamed and deleted, and the one dropped on it.
 fn assert_saved_bytes(w: &Path) {
     assert_eq!(
         std::fs::read_to_string(w.join("hello.txt")).unwrap(),
         "hello from disk\nedited in the browser\nsecond edit\n"
     );
-    assert!(w.join("created.txt").is_file());
+    assert!(!w.join("created.txt").exists() && !w.join("renamed.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(w.join("dropped.txt")).unwrap(),
+        "dropped bytes\n"
+    );
 }
 
 /// The same story on an SSH target (a private sshd on 127.0.0.1, the
