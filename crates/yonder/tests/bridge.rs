@@ -282,7 +282,7 @@ fn a_target_that_cannot_start_is_a_clear_error() {
     let b = Bridge::local();
     b.write_config(
         "ssh://nobody@127.0.0.1:1",
-        &format!("YONDER_SSH_CONFIG={}", b.path("none").display()),
+        "YONDER_SSH_CONFIG=/dev/null",
     );
     let o = b.ssh(&["br", "true"]);
     assert_eq!(o.status.code(), Some(255));
@@ -483,4 +483,260 @@ fn vscode_probe_commands_work() {
     let o = b.ssh_in(&["-T", "br"], b"echo from-stdin-shell\n");
     assert_ok("shell without pty", &o);
     assert!(text(&o.stdout).contains("from-stdin-shell"));
+}
+
+/// sha256 of every file under `root`, by relative path.
+fn tree_digest(root: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), sha256_file(&p));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rsync_ten_thousand_files_both_ways() {
+    const FILES: usize = 10_000;
+    let b = Bridge::local();
+    let src = b.path("tree");
+    for i in 0..FILES {
+        let dir = src.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        // Small and distinct: the cost is per file, as in a source tree.
+        std::fs::write(
+            dir.join(format!("f{i}.txt")),
+            format!("file {i} {}\n", "x".repeat(i % 300)),
+        )
+        .unwrap();
+    }
+    let rsh = format!("ssh -F {}", b.config.display());
+    let there = b.path("there");
+    let o = wait_output(
+        Command::new("rsync")
+            .args(["-a", "-e", &rsh])
+            .arg(format!("{}/", src.display()))
+            .arg(format!("br:{}/", there.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_ok("rsync up", &o);
+    let want = tree_digest(&src);
+    assert_eq!(want.len(), FILES);
+    assert_eq!(tree_digest(&there), want);
+
+    let back = b.path("back");
+    let o = wait_output(
+        Command::new("rsync")
+            .args(["-a", "-e", &rsh])
+            .arg(format!("br:{}/", there.display()))
+            .arg(format!("{}/", back.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_ok("rsync down", &o);
+    assert_eq!(tree_digest(&back), want);
+}
+
+/// Kills a background client when the test ends.
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bg(mut c: Command) -> Bg {
+    Bg(c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn"))
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < DEADLINE, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTP/1.0 GET on loopback; the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// An HTTP server on loopback serving `dir` (python's, a real one).
+fn http_server(dir: &Path) -> (Bg, u16) {
+    let port = common::sshd::free_port();
+    let mut c = Command::new("python3");
+    c.args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(dir);
+    let server = bg(c);
+    wait_port(port);
+    (server, port)
+}
+
+#[test]
+fn local_remote_and_dynamic_forwards_carry_http() {
+    let b = Bridge::local();
+    let www = b.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("hello.txt"), "hello through the bridge\n").unwrap();
+    let (_server, http) = http_server(&www);
+
+    // ssh -L: a local port reaches the HTTP server from the target's side.
+    let l = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(&b.config).args([
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        &format!("{l}:127.0.0.1:{http}"),
+        "br",
+    ]);
+    let _fwd = bg(c);
+    wait_port(l);
+    let r = http_get(l, "/hello.txt");
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+
+    // ssh -R: a port on the target reaches the server on the client's side.
+    let rport = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(&b.config).args([
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-R",
+        &format!("{rport}:127.0.0.1:{http}"),
+        "br",
+    ]);
+    let _rfwd = bg(c);
+    wait_port(rport);
+    let r = http_get(rport, "/hello.txt");
+    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+
+    // ssh -D: SOCKS, as VS Code's Remote-SSH uses it.
+    let d = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&b.config)
+        .args(["-N", "-D", &format!("127.0.0.1:{d}"), "br"]);
+    let _dyn = bg(c);
+    wait_port(d);
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--socks5-hostname"])
+        .arg(format!("127.0.0.1:{d}"))
+        .arg(format!("http://127.0.0.1:{http}/hello.txt"))
+        .output()
+        .unwrap();
+    assert_ok("curl via -D", &o);
+    assert_eq!(text(&o.stdout), "hello through the bridge\n");
+
+    // A forward to a closed port fails that connection, not the session.
+    let closed = common::sshd::free_port();
+    let l2 = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&b.config)
+        .args(["-N", "-L", &format!("{l2}:127.0.0.1:{closed}"), "br"]);
+    let _fwd2 = bg(c);
+    wait_port(l2);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", l2)).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty());
+    let r = http_get(l, "/hello.txt");
+    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+}
+
+#[test]
+fn sshfs_mount_reads_and_writes() {
+    let b = Bridge::local();
+    let dir = b.path("exported");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("from-target.txt"), "written on the target\n").unwrap();
+    let mnt = b.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let o = wait_output(
+        Command::new("sshfs")
+            .arg("-F")
+            .arg(&b.config)
+            .arg(format!("br:{}", dir.display()))
+            .arg(&mnt)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        DEADLINE,
+    );
+    assert_ok("sshfs", &o);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("fusermount3").arg("-u").arg(&self.0).status();
+        }
+    }
+    let _mounted = Unmount(mnt.clone());
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("from-target.txt")).unwrap(),
+        "written on the target\n"
+    );
+    // Write, append, overwrite in the middle, rename: the target sees it.
+    std::fs::write(mnt.join("new.txt"), "hello ").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("new.txt"))
+        .unwrap();
+    f.write_all(b"world\n").unwrap();
+    drop(f);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(mnt.join("new.txt"))
+            .unwrap();
+        f.write_all_at(b"J", 0).unwrap();
+    }
+    std::fs::rename(mnt.join("new.txt"), mnt.join("renamed.txt")).unwrap();
+    std::fs::create_dir(mnt.join("sub")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("renamed.txt")).unwrap(),
+        "Jello world\n"
+    );
+    assert!(dir.join("sub").is_dir());
+    let mut names: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["from-target.txt", "renamed.txt", "sub"]);
 }
