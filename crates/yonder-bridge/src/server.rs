@@ -577,11 +577,10 @@ async fn run_process(
     let mut input = tokio::spawn(async move {
         while let Some(m) = rd.wait().await {
             match m {
+                // A program that closed its stdin drops further input, as
+                // a closed pipe would.
                 ChannelMsg::Data { data } => {
-                    if control.write_stdin(data).await.is_err() {
-                        // The program closed its stdin; drop further input
-                        // as a closed pipe would.
-                    }
+                    let _ = control.write_stdin(data).await;
                 }
                 ChannelMsg::Eof => {
                     let _ = control.close_stdin().await;

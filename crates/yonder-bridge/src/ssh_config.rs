@@ -224,18 +224,24 @@ pub fn list_blocks(text: &str) -> Vec<(String, String)> {
         let l = l.trim();
         if let Some(a) = l.strip_prefix(BEGIN) {
             current = Some(a.to_string());
-        } else if let Some(t) = l.strip_prefix("# yonder target: ") {
-            if let Some(a) = current.take() {
-                out.push((a, t.to_string()));
-            }
+        } else if let Some(t) = l.strip_prefix("# yonder target: ")
+            && let Some(a) = current.take()
+        {
+            out.push((a, t.to_string()));
         }
     }
     out
 }
 
-/// Whether an ssh_config text already includes `file` (any `Include` line
-/// naming it, in any case, as ssh keywords are case-insensitive).
-pub fn has_include(text: &str, file: &str) -> bool {
+/// Whether an ssh_config text already includes `managed` (an `Include`
+/// line naming it relative to ~/.ssh, with `~`, or absolute; keywords in
+/// any case, as ssh reads them).
+pub fn has_include(text: &str, managed: &Path) -> bool {
+    let name = managed
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let absolute = managed.display().to_string();
     text.lines().any(|l| {
         let mut words = l.split_whitespace();
         words
@@ -243,14 +249,19 @@ pub fn has_include(text: &str, file: &str) -> bool {
             .is_some_and(|k| k.eq_ignore_ascii_case("include"))
             && words.any(|w| {
                 let w = w.trim_matches('"');
-                w == file || w == format!("~/.ssh/{file}")
+                w == name || w == format!("~/.ssh/{name}") || w == absolute
             })
     })
 }
 
-/// `text` with the Include line put first.
-pub fn add_include(text: &str, file: &str) -> String {
-    format!("{INCLUDE_COMMENT}\nInclude {file}\n\n{text}")
+/// `text` with the Include line put first. The path is absolute: ssh
+/// resolves a relative one against the password database's home, which is
+/// not always `$HOME`.
+pub fn add_include(text: &str, managed: &Path) -> String {
+    format!(
+        "{INCLUDE_COMMENT}\nInclude {}\n\n{text}",
+        config_path(managed)
+    )
 }
 
 /// Replaces `path` with `contents` through a temporary file and a rename,
@@ -330,7 +341,7 @@ impl Files {
         // Write through a symlinked ~/.ssh/config (dotfile managers).
         let main = std::fs::canonicalize(&self.main).unwrap_or_else(|_| self.main.clone());
         let config = read_or_empty(&main)?;
-        let include_added = !has_include(&config, MANAGED_FILE);
+        let include_added = !has_include(&config, &self.managed);
         if include_added {
             if main.exists() {
                 let backup = main.with_file_name(format!(
@@ -339,7 +350,7 @@ impl Files {
                 ));
                 std::fs::copy(&main, &backup).map_err(io_err(&backup))?;
             }
-            write_atomic(&main, &add_include(&config, MANAGED_FILE), 0o600)?;
+            write_atomic(&main, &add_include(&config, &self.managed), 0o600)?;
         }
         Ok(Added {
             include_added,
@@ -453,16 +464,18 @@ mod tests {
 
     #[test]
     fn include_detection() {
-        assert!(has_include("include yonder.conf\n", MANAGED_FILE));
-        assert!(has_include("Include ~/.ssh/yonder.conf\n", MANAGED_FILE));
-        assert!(has_include(
-            "Include a.conf \"yonder.conf\"\n",
-            MANAGED_FILE
-        ));
-        assert!(!has_include("# Include yonder.conf\n", MANAGED_FILE));
-        assert!(!has_include("Include yonder.conf.d\n", MANAGED_FILE));
-        let t = add_include("Host x\n", MANAGED_FILE);
-        assert!(t.contains("\nInclude yonder.conf\n\nHost x\n"), "{t}");
+        let m = Path::new("/home/me/.ssh/yonder.conf");
+        assert!(has_include("include yonder.conf\n", m));
+        assert!(has_include("Include ~/.ssh/yonder.conf\n", m));
+        assert!(has_include("Include a.conf \"yonder.conf\"\n", m));
+        assert!(has_include("INCLUDE /home/me/.ssh/yonder.conf\n", m));
+        assert!(!has_include("# Include yonder.conf\n", m));
+        assert!(!has_include("Include yonder.conf.d\n", m));
+        let t = add_include("Host x\n", m);
+        assert!(
+            t.contains("\nInclude /home/me/.ssh/yonder.conf\n\nHost x\n"),
+            "{t}"
+        );
     }
 
     #[test]

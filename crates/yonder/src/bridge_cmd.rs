@@ -145,8 +145,9 @@ pub fn ssh_config(op: SshConfigOp) -> anyhow::Result<()> {
             let changed = files.add(&entry)?;
             if changed.include_added {
                 println!(
-                    "added `Include {}` at the top of {}",
-                    ssh_config::MANAGED_FILE,
+                    "added `Include {}` at the top of {} (backup: {}.yonder-backup)",
+                    files.managed.display(),
+                    files.main.display(),
                     files.main.display()
                 );
             }

@@ -229,7 +229,31 @@ fn exec_over_an_ssh_target() {
     assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
     let lines = tail_lines(&o.stdout, 2);
     assert_eq!(lines, [format!("/home/{TEST_USER}"), TEST_USER.to_string()]);
-    assert!(b.sshd.is_some());
+
+    // SFTP is served by the yonder on the far side of the SSH hop (scp in
+    // SFTP mode into the remote home, and back).
+    let src = b.path("src.bin");
+    random_file(&src, 3 * 1024 * 1024);
+    let name = format!("bridge-{}.bin", std::process::id());
+    let mut c = b.tool("scp");
+    c.arg(&src).arg(format!("br:{name}"));
+    assert_ok("scp up", &run_with_input(c, b""));
+    let sshd = b.sshd.as_ref().unwrap();
+    let remote = sshd.remote_home().join(&name);
+    assert_eq!(sha256_file(&src), sha256_file(&remote));
+    let meta = std::fs::metadata(&remote).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let uid = Command::new("id").args(["-u", TEST_USER]).output().unwrap();
+    assert_eq!(
+        meta.uid().to_string(),
+        text(&uid.stdout).trim(),
+        "owned by the target's user"
+    );
+    let mut c = b.tool("scp");
+    c.arg(format!("br:{name}")).arg(b.path("back.bin"));
+    assert_ok("scp down", &run_with_input(c, b""));
+    assert_eq!(sha256_file(&src), sha256_file(&b.path("back.bin")));
+    std::fs::remove_file(remote).unwrap();
 }
 
 #[test]
@@ -280,10 +304,7 @@ fn wrong_key_is_refused_and_the_host_key_is_stable() {
 fn a_target_that_cannot_start_is_a_clear_error() {
     // Nothing listens on port 1 of loopback.
     let b = Bridge::local();
-    b.write_config(
-        "ssh://nobody@127.0.0.1:1",
-        "YONDER_SSH_CONFIG=/dev/null",
-    );
+    b.write_config("ssh://nobody@127.0.0.1:1", "YONDER_SSH_CONFIG=/dev/null");
     let o = b.ssh(&["br", "true"]);
     assert_eq!(o.status.code(), Some(255));
     let err = text(&o.stderr);
@@ -739,4 +760,90 @@ fn sshfs_mount_reads_and_writes() {
         .collect();
     names.sort();
     assert_eq!(names, ["from-target.txt", "renamed.txt", "sub"]);
+}
+
+/// `yonder ssh-config add` / `list` / `remove` on a home with an existing
+/// ~/.ssh/config, then plain `ssh ALIAS` through what it wrote.
+#[test]
+fn ssh_config_add_connect_and_remove() {
+    let b = Bridge::local();
+    let d = b._daemon.as_ref().unwrap();
+    let home = b.home.path();
+    let config = home.join(".ssh/config");
+    let mine = "# my own\nHost other\n    User someone\n";
+    std::fs::write(&config, mine).unwrap();
+    let yonder = |args: &[&str]| {
+        let mut c = Command::new(YONDER);
+        c.env("HOME", home)
+            .env("USER", "bridge-user")
+            .env("YONDER_RUNTIME_DIR", d.run_dir())
+            .args(args);
+        run(&mut c)
+    };
+    let (code, out, err) = yonder(&["ssh-config", "add", "local", "--name", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text(&out).contains("ssh dev"), "{}", text(&out));
+    let written = std::fs::read_to_string(&config).unwrap();
+    let managed = home.join(".ssh/yonder.conf");
+    let include = format!("Include {}\n", managed.display());
+    assert!(written.starts_with("# Added by yonder"), "{written}");
+    assert!(written.contains(&include), "{written}");
+    assert!(
+        written.ends_with(mine),
+        "the user's own entries are kept:\n{written}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/config.yonder-backup")).unwrap(),
+        mine
+    );
+    let block = std::fs::read_to_string(&managed).unwrap();
+    assert!(block.contains("Host dev\n"), "{block}");
+    assert!(block.contains("ssh-proxy 'local'"), "{block}");
+    assert!(block.contains("User bridge-user"), "{block}");
+    assert!(block.contains("HostKeyAlias yonder-bridge."), "{block}");
+
+    // The alias works with strict host key checking: add trusted the key.
+    let key = home.join(".ssh/id_ed25519");
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&config)
+        .arg("-i")
+        .arg(&key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "dev",
+            "echo via-alias",
+        ])
+        .env("HOME", home)
+        .env("YONDER_RUNTIME_DIR", d.run_dir());
+    let o = run_with_input(c, b"");
+    assert_ok("ssh dev", &o);
+    assert_eq!(text(&o.stdout).trim(), "via-alias");
+
+    // A second entry: the Include is not added twice; both are listed.
+    let (code, _, err) = yonder(&["ssh-config", "add", "local", "--name", "dev2"]);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(written.matches("Include").count(), 1, "{written}");
+    let (_, out, _) = yonder(&["ssh-config", "list"]);
+    assert_eq!(text(&out), "dev\tlocal\ndev2\tlocal\n");
+
+    let (code, _, err) = yonder(&["ssh-config", "remove", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    let block = std::fs::read_to_string(&managed).unwrap();
+    assert!(!block.contains("Host dev\n"), "{block}");
+    assert!(block.contains("Host dev2\n"), "{block}");
+    let (code, _, err) = yonder(&["ssh-config", "remove", "dev"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no host \"dev\""), "{err}");
+    let (code, _, err) = yonder(&["ssh-config", "add", "local", "--name=-oProxyCommand=x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid host alias"), "{err}");
 }
