@@ -37,6 +37,13 @@ use yonder_proto::pb::ErrorKind;
 /// short delay keeps a client that offers several keys fast.
 const AUTH_REJECTION_DELAY: Duration = Duration::from_millis(50);
 
+/// Messages russh queues per channel before it stops reading the
+/// connection. russh grants the client window as soon as data arrives, so
+/// this queue (with the program's stdin pipe behind it) is the only slack
+/// for input a program has not read yet; 256 packets of at most 32 KiB
+/// bound it to 8 MiB per channel.
+const CHANNEL_QUEUE: usize = 256;
+
 /// Size of a terminal before the client said (a `shell` without `pty-req`
 /// never reaches a terminal; this is only a fallback for odd clients).
 const DEFAULT_TERMINAL: (u16, u16) = (24, 80);
@@ -112,6 +119,7 @@ where
         // OpenSSH opens with a "none" request to learn the methods: no delay.
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![config.host_key],
+        channel_buffer_size: CHANNEL_QUEUE,
         // An idle editor connection stays up as long as the client wants:
         // sshd has no idle timeout by default either.
         inactivity_timeout: None,
@@ -648,6 +656,7 @@ async fn run_terminal(ch: Channel<Msg>, handle: Handle, client: Client, open: Op
         }
     };
     let writer = term.writer();
+    let (signal_client, signal_id) = (client.clone(), info.id.clone());
     let id = ch.id();
     let (mut rd, wr) = ch.split();
     let mut input = tokio::spawn(async move {
@@ -664,6 +673,12 @@ async fn run_terminal(ch: Channel<Msg>, handle: Handle, client: Client, open: Op
                     let _ = writer
                         .resize(clamp(row_height, 1), clamp(col_width, 1))
                         .await;
+                }
+                // `ssh` sends none, but other clients do (RFC 4254 §6.9).
+                ChannelMsg::Signal { signal } => {
+                    if let Some(n) = signal_from_ssh(&signal) {
+                        let _ = signal_client.kill_terminal(&signal_id, n).await;
+                    }
                 }
                 ChannelMsg::Close => return,
                 _ => {}
