@@ -93,12 +93,15 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, KeyError> {
     let text = key
         .to_openssh(LineEnding::LF)
         .map_err(|e| KeyError::Generate(e.to_string()))?;
+    // A name no other writer uses (process and thread alike).
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| KeyError::Generate(e.to_string()))?;
     let tmp = dir.join(format!(
-        ".{}.tmp{}",
+        ".{}.tmp{}-{:016x}",
         path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        u64::from_ne_bytes(nonce)
     ));
-    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -213,6 +216,31 @@ mod tests {
         let e = load_or_create_host_key(&path).unwrap_err().to_string();
         assert!(e.contains("not an OpenSSH private key"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "garbage");
+    }
+
+    /// Clients often open several connections at once (VS Code does): the
+    /// bridges they start must agree on one key.
+    #[test]
+    fn bridges_starting_at_once_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || {
+                    load_or_create_host_key(&p)
+                        .unwrap()
+                        .public_key()
+                        .to_openssh()
+                        .unwrap()
+                })
+            })
+            .collect();
+        let keys: std::collections::HashSet<String> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(keys.len(), 1);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary files left behind");
     }
 
     #[test]
