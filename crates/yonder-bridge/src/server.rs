@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, mpsc};
 use yonder_client::terminal::{OpenTerminal, TerminalEvent};
 use yonder_client::{Client, ExecRequest, ExitStatus, ProcessEvent, SystemInfo};
 use yonder_proto::pb::ErrorKind;
@@ -43,6 +43,10 @@ const AUTH_REJECTION_DELAY: Duration = Duration::from_millis(50);
 /// for input a program has not read yet; 256 packets of at most 32 KiB
 /// bound it to 8 MiB per channel.
 const CHANNEL_QUEUE: usize = 256;
+
+/// How long a finished connection waits for its channels to clean up
+/// (hang up terminals, end programs) before the process exits.
+const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Size of a terminal before the client said (a `shell` without `pty-req`
 /// never reaches a terminal; this is only a fallback for odd clients).
@@ -70,6 +74,9 @@ type TargetFuture = Shared<BoxFuture<'static, Result<Client, Arc<str>>>>;
 
 struct Ctx {
     target: TargetFuture,
+    /// Held by every channel task; when the connection has ended, [`serve`]
+    /// waits until all clones are gone (the tasks finished their clean-up).
+    tasks: std::sync::Mutex<Option<mpsc::Sender<()>>>,
     allowed: Vec<PublicKey>,
     info: OnceCell<SystemInfo>,
 }
@@ -105,10 +112,12 @@ where
     let target: TargetFuture = target.map(|r| r.map_err(Arc::from)).boxed().shared();
     // Drive the connection now, not at the first request.
     tokio::spawn(target.clone());
+    let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
     let ctx = Arc::new(Ctx {
         target: target.clone(),
         allowed: config.allowed_keys,
         info: OnceCell::new(),
+        tasks: std::sync::Mutex::new(Some(tasks_tx)),
     });
     let ssh_config = russh::server::Config {
         server_id: russh::SshId::Standard(
@@ -126,11 +135,16 @@ where
         ..Default::default()
     };
     let handler = Bridge {
-        ctx,
+        ctx: ctx.clone(),
         forwards: HashMap::new(),
     };
     let session = russh::server::run_stream(Arc::new(ssh_config), stream, handler).await?;
     let result = session.await;
+    // Let the channels clean up (a terminal whose client vanished is hung
+    // up; it would otherwise wait hours for a re-attach), within bounds.
+    ctx.tasks.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(ctx);
+    let _ = tokio::time::timeout(CLEANUP_GRACE, tasks_rx.recv()).await;
     // A target that never came up is the real story, whatever SSH said.
     if let Some(Err(e)) = target.peek() {
         return Err(BridgeError::Target(e.to_string()));
@@ -215,7 +229,17 @@ impl russh::server::Handler for Bridge {
     ) -> Result<(), Self::Error> {
         reply.accept().await;
         let handle = session.handle();
-        tokio::spawn(session_channel(channel, handle, self.ctx.clone()));
+        let guard = self
+            .ctx
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            session_channel(channel, handle, ctx).await;
+            drop(guard);
+        });
         Ok(())
     }
 

@@ -73,6 +73,13 @@ pub async fn ssh_proxy(run_dir: Option<&Path>, args: SshProxyArgs) -> anyhow::Re
             }
         }
     };
+    // ssh runs us in its own process group: a closed terminal window
+    // (SIGHUP) or a Ctrl-C (SIGINT) meant for ssh reaches us too. Outliving
+    // them lets ssh's exit end our stdin, and the session then ends cleanly
+    // (programs ended, terminals hung up) instead of leaving shells behind.
+    use tokio::signal::unix::{SignalKind, signal};
+    let _hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
+    let _interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
     let config = BridgeConfig {
         host_key,

@@ -397,9 +397,13 @@ fn tmux(sock: &str, args: &[&str]) -> String {
 }
 
 fn pane_shows(sock: &str, needle: &str) -> String {
+    pane_of_shows(sock, "br", needle)
+}
+
+fn pane_of_shows(sock: &str, session: &str, needle: &str) -> String {
     let start = Instant::now();
     loop {
-        let t = tmux(sock, &["capture-pane", "-p", "-t", "br"]);
+        let t = tmux(sock, &["capture-pane", "-p", "-t", session]);
         if t.contains(needle) {
             return t;
         }
@@ -468,9 +472,64 @@ fn a_terminal_session_sees_its_size_and_resizes() {
     }
     tmux(&sock, &["send-keys", "-t", "br", "exit 6", "Enter"]);
     pane_shows(&sock, "ssh-exit=6");
+    let d = b._daemon.as_ref().unwrap();
+    no_terminals_left(d);
+
+    // A client that vanishes (killed, laptop lid closed): its shell is hung
+    // up, as sshd does, instead of waiting hours for a re-attach.
+    let cmd = format!("ssh -F {} -tt br", b.config.display());
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "two",
+            "-x",
+            "90",
+            "-y",
+            "25",
+            &cmd,
+        ],
+    );
+    tmux(
+        &sock,
+        &["send-keys", "-t", "two", "echo up-$((6*7))", "Enter"],
+    );
+    pane_of_shows(&sock, "two", "up-42");
+    let list = || {
+        let (code, out, err) = run(d.cli().args(["terminals", "local", "--json"]));
+        assert_eq!(code, 0, "{err}");
+        text(&out)
+    };
+    assert!(list().contains("\"id\""), "a terminal while connected");
+    let st = Command::new("pkill")
+        .args(["-KILL", "-f", &cmd])
+        .status()
+        .unwrap();
+    assert!(st.success(), "the ssh client was running");
+    no_terminals_left(d);
     let _ = Command::new("tmux")
         .args(["-S", &sock, "kill-server"])
         .status();
+}
+
+/// Waits until the daemon has no terminal left.
+fn no_terminals_left(d: &Daemon) {
+    let start = Instant::now();
+    loop {
+        let (code, out, err) = run(d.cli().args(["terminals", "local", "--json"]));
+        assert_eq!(code, 0, "{err}");
+        if !text(&out).contains("\"id\"") {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "terminals left behind:\n{}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// What VS Code's Remote-SSH runs before installing its server: probes of
