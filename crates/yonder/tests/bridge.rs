@@ -330,6 +330,10 @@ fn sftp_batch_and_scp_both_ways() {
         format!(
             "mkdir {r}\n\
              put {src} {r}/a.bin\n\
+             chmod 640 {r}/a.bin\n\
+             ln -s {r}/a.bin {r}/link\n\
+             put -p {src} {r}/p.bin\n\
+             df {r}\n\
              ls -l {r}\n\
              rename {r}/a.bin {r}/b.bin\n\
              mkdir {r}/sub\n\
@@ -352,8 +356,29 @@ fn sftp_batch_and_scp_both_ways() {
     assert!(out.contains(&format!("{}", 5 * 1024 * 1024 + 123)), "{out}");
     assert!(out.contains("sub"), "{out}");
     assert_eq!(sha256_file(&src), sha256_file(&back));
-    let left: Vec<_> = std::fs::read_dir(&remote).unwrap().collect();
-    assert!(left.is_empty(), "rm and rmdir ran");
+    // Modes, links (OpenSSH's argument order), preserved times, statvfs.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(
+        std::fs::read_link(remote.join("link")).unwrap(),
+        remote.join("a.bin")
+    );
+    let p = std::fs::metadata(remote.join("p.bin")).unwrap();
+    assert_eq!(p.mtime(), std::fs::metadata(&src).unwrap().mtime());
+    assert_eq!(
+        p.permissions().mode() & 0o777,
+        std::fs::metadata(&src).unwrap().permissions().mode() & 0o777
+    );
+    assert!(out.contains("Size") || out.contains("Avail"), "df: {out}");
+    assert!(
+        out.contains("-rw-r-----"),
+        "chmod 640 shows in ls -l: {out}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&remote)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["link", "p.bin"], "rm and rmdir ran");
 
     // A failing command stops the batch with an error (sftp -b semantics).
     std::fs::write(&batch, "rm /no/such/file\n").unwrap();
