@@ -119,6 +119,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Speak the SSH server protocol on stdin/stdout for TARGET (an ssh ProxyCommand).
+    ///
+    /// Lets ssh, sftp, scp, rsync, sshfs and editors' Remote-SSH reach any yonder
+    /// target: `ProxyCommand yonder ssh-proxy TARGET`. `yonder ssh-config add`
+    /// writes that for you.
+    SshProxy(SshProxyArgs),
+    /// Add or remove `Host` entries that reach yonder targets through ssh-proxy.
+    SshConfig {
+        #[command(subcommand)]
+        op: SshConfigOp,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Relays an ssh prompt to the yonder process that started ssh (run by ssh).
@@ -172,6 +183,32 @@ pub struct UpArgs {
     /// Do not install the yonder server in the container.
     #[arg(long)]
     pub no_server: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshProxyArgs {
+    pub target: String,
+    /// The host key file (default: ~/.yonder/ssh-bridge/host-keys/<target>; made on first use).
+    #[arg(long, value_name = "FILE")]
+    pub host_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SshConfigOp {
+    /// Write a `Host ALIAS` entry for TARGET (into ~/.ssh/yonder.conf, included from ~/.ssh/config).
+    Add {
+        target: String,
+        /// The host name to use with ssh (default: yonder-<target>).
+        #[arg(long, value_name = "ALIAS")]
+        name: Option<String>,
+        /// The SSH user name to write (default: the local user).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Remove the `Host ALIAS` entry that `add` wrote.
+    Remove { alias: String },
+    /// List the entries that `add` wrote.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -454,6 +491,8 @@ pub enum ServerCommand {
     Proxy,
     /// Print the version and protocol (used by installers to check a binary).
     Version,
+    /// Serve SFTP on stdin/stdout (started on the target by ssh-proxy).
+    Sftp,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

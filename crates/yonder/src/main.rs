@@ -4,6 +4,7 @@
 //! codes; the work lives in `yonder-client`, `yonder-server` and
 //! `yonder-target`.
 
+mod bridge_cmd;
 mod cli;
 mod devcontainer_cmd;
 mod exec_cmd;
@@ -158,6 +159,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "yonder", &mut std::io::stdout());
             Ok(())
         }
+        Command::SshProxy(args) => bridge_cmd::ssh_proxy(run_dir, args).await,
+        Command::SshConfig { op } => bridge_cmd::ssh_config(op),
+        Command::Server {
+            command: ServerCommand::Sftp,
+        } => bridge_cmd::sftp_server().await,
         Command::Server { command } => server(run_dir, command).await,
         Command::Askpass { prompt } => {
             let code = yonder_target::askpass::client_main(&prompt.join(" "));
@@ -208,6 +214,7 @@ async fn server(run_dir: Option<&std::path::Path>, command: ServerCommand) -> an
                     })
                 })
         }
+        ServerCommand::Sftp => bridge_cmd::sftp_server().await,
         ServerCommand::Version => {
             println!(
                 "yonder {} protocol {}",

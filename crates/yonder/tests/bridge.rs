@@ -1,0 +1,933 @@
+//! The SSH bridge with real OpenSSH clients: `ssh`, `sftp`, `scp`, `rsync`
+//! and `sshfs` reach yonder targets through `ProxyCommand yonder ssh-proxy`.
+//!
+//! Each test gets a home directory of its own (the bridge accepts the keys
+//! in `$HOME/.ssh`, and keeps its host keys under `$HOME/.yonder`), an ssh
+//! config whose `ProxyCommand` runs the bridge with that environment, and a
+//! known_hosts file of its own.
+
+mod common;
+
+use common::sshd::{Sshd, TEST_USER};
+use common::*;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The client side of one test: a home with a key, and an ssh config.
+struct Bridge {
+    home: tempfile::TempDir,
+    config: PathBuf,
+    /// Keeps the local daemon (or the sshd) alive for the test.
+    _daemon: Option<Daemon>,
+    sshd: Option<Sshd>,
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bridge-test", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+impl Bridge {
+    /// A bridge to `local`, served by a daemon of the test's own.
+    fn local() -> Self {
+        let d = Daemon::start();
+        let env = format!("YONDER_RUNTIME_DIR={}", d.run_dir().display());
+        Self::new("local", &env, Some(d), None)
+    }
+
+    /// A bridge to the SSH target `yt` (a real sshd on loopback).
+    fn over_ssh() -> Self {
+        let s = Sshd::start();
+        let env = s.env_line(&s.config);
+        Self::new("yt", &env, None, Some(s))
+    }
+
+    fn new(target: &str, env: &str, daemon: Option<Daemon>, sshd: Option<Sshd>) -> Self {
+        let home = tempfile::Builder::new().prefix("br").tempdir().unwrap();
+        let ssh_dir = home.path().join(".ssh");
+        std::fs::create_dir_all(&ssh_dir).unwrap();
+        keygen(&ssh_dir.join("id_ed25519"));
+        // A key the bridge does not know (not under $HOME/.ssh).
+        keygen(&home.path().join("stranger"));
+        let b = Self {
+            config: home.path().join("ssh_config"),
+            home,
+            _daemon: daemon,
+            sshd,
+        };
+        b.write_config(target, env);
+        b
+    }
+
+    fn write_config(&self, target: &str, env: &str) {
+        let h = self.home.path();
+        let text = format!(
+            "Host br\n\
+             \x20 ProxyCommand env HOME={home} {env} {YONDER} ssh-proxy {target}\n\
+             \x20 User {TEST_USER}\n\
+             \x20 IdentityFile {home}/.ssh/id_ed25519\n\
+             \x20 IdentitiesOnly yes\n\
+             \x20 IdentityAgent none\n\
+             \x20 UserKnownHostsFile {home}/known_hosts\n\
+             \x20 StrictHostKeyChecking accept-new\n\
+             \x20 BatchMode yes\n\
+             \x20 LogLevel ERROR\n",
+            home = h.display(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.home.path().join(p)
+    }
+
+    /// `ssh -F CONFIG ARGS...` with stdin from `input`.
+    fn ssh_in(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut c = Command::new("ssh");
+        c.arg("-F").arg(&self.config).args(args);
+        run_with_input(c, input)
+    }
+
+    fn ssh(&self, args: &[&str]) -> Output {
+        self.ssh_in(args, b"")
+    }
+
+    fn tool(&self, tool: &str) -> Command {
+        let mut c = Command::new(tool);
+        c.arg("-F").arg(&self.config);
+        c
+    }
+}
+
+fn run_with_input(mut c: Command, input: &[u8]) -> Output {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = wait_output(child, Duration::from_secs(120));
+    writer.join().unwrap();
+    out
+}
+
+/// Waits for a child with a deadline (a hung client fails the test).
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("client did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_ok(what: &str, o: &Output) {
+    assert!(
+        o.status.success(),
+        "{what}: exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+}
+
+/// The last lines of stdout (after any login-shell noise of the test user).
+fn tail_lines(b: &[u8], n: usize) -> Vec<String> {
+    let t = text(b);
+    let lines: Vec<String> = t.lines().map(str::to_string).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+#[test]
+fn exec_runs_in_the_users_shell_with_exit_codes_signals_and_stdio() {
+    let b = Bridge::local();
+    let o = b.ssh(&["br", r#"printf "%s\n" "$HOME" "$USER" "$0""#]);
+    assert_ok("printf", &o);
+    let home = std::env::var("HOME").unwrap();
+    let user = text(&Command::new("id").arg("-un").output().unwrap().stdout);
+    let lines = tail_lines(&o.stdout, 3);
+    assert_eq!(lines[0], home);
+    assert_eq!(lines[1], user.trim());
+    // The login shell runs the command, as sshd does (`$SHELL -c`).
+    assert!(lines[2].ends_with("sh"), "{lines:?}");
+
+    let o = b.ssh(&["br", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    // A program killed by a signal: exit-signal, and ssh exits 255 as it
+    // does with sshd.
+    let o = b.ssh(&["br", "kill -TERM $$"]);
+    assert_eq!(o.status.code(), Some(255), "{}", text(&o.stderr));
+    let o = b.ssh(&["br", "no-such-program-xyz"]);
+    assert_eq!(o.status.code(), Some(127));
+    assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+
+    // stdin in, stdout and stderr apart, a megabyte each way.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let o = b.ssh_in(&["br", "cat; echo to-stderr >&2"], &data);
+    assert_ok("cat", &o);
+    assert!(o.stdout == data, "stdin came back intact");
+    assert_eq!(text(&o.stderr).trim(), "to-stderr");
+
+    // Environment sent by the client (SendEnv) reaches the command.
+    let o = b.ssh(&[
+        "-o",
+        "SendEnv=YONDER_BRIDGE_TEST",
+        "br",
+        "echo \"[$YONDER_BRIDGE_TEST]\"",
+    ]);
+    assert_ok("env", &o);
+    assert_eq!(text(&o.stdout).trim(), "[]", "not set locally, not sent");
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&b.config)
+        .args(["-o", "SendEnv=YONDER_BRIDGE_TEST", "br"])
+        .arg("echo \"[$YONDER_BRIDGE_TEST]\"")
+        .env("YONDER_BRIDGE_TEST", "sent value");
+    let o = run_with_input(c, b"");
+    assert_eq!(text(&o.stdout).trim(), "[sent value]");
+}
+
+#[test]
+fn exec_over_an_ssh_target() {
+    let b = Bridge::over_ssh();
+    let o = b.ssh(&["br", r#"printf "%s\n" "$HOME" "$USER"; exit 7"#]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o.stderr));
+    let lines = tail_lines(&o.stdout, 2);
+    assert_eq!(lines, [format!("/home/{TEST_USER}"), TEST_USER.to_string()]);
+
+    // SFTP is served by the yonder on the far side of the SSH hop (scp in
+    // SFTP mode into the remote home, and back).
+    let src = b.path("src.bin");
+    random_file(&src, 3 * 1024 * 1024);
+    let name = format!("bridge-{}.bin", std::process::id());
+    let mut c = b.tool("scp");
+    c.arg(&src).arg(format!("br:{name}"));
+    assert_ok("scp up", &run_with_input(c, b""));
+    let sshd = b.sshd.as_ref().unwrap();
+    let remote = sshd.remote_home().join(&name);
+    assert_eq!(sha256_file(&src), sha256_file(&remote));
+    let meta = std::fs::metadata(&remote).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let uid = Command::new("id").args(["-u", TEST_USER]).output().unwrap();
+    assert_eq!(
+        meta.uid().to_string(),
+        text(&uid.stdout).trim(),
+        "owned by the target's user"
+    );
+    let mut c = b.tool("scp");
+    c.arg(format!("br:{name}")).arg(b.path("back.bin"));
+    assert_ok("scp down", &run_with_input(c, b""));
+    assert_eq!(sha256_file(&src), sha256_file(&b.path("back.bin")));
+    std::fs::remove_file(remote).unwrap();
+}
+
+#[test]
+fn wrong_key_is_refused_and_the_host_key_is_stable() {
+    let b = Bridge::local();
+    // A config that offers only a key the local user does not hold.
+    let cfg = std::fs::read_to_string(&b.config)
+        .unwrap()
+        .replace(".ssh/id_ed25519", "stranger");
+    let bad = b.path("bad_config");
+    std::fs::write(&bad, cfg).unwrap();
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(&bad).args(["br", "echo in"]);
+    let o = run_with_input(c, b"");
+    assert_eq!(o.status.code(), Some(255));
+    assert!(
+        text(&o.stderr).contains("Permission denied (publickey)"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(o.stdout.is_empty());
+
+    // First connection: the key is learned; it is stored 0600.
+    assert_ok("first", &b.ssh(&["br", "true"]));
+    let known = std::fs::read_to_string(b.path("known_hosts")).unwrap();
+    assert!(known.contains("ssh-ed25519"), "{known}");
+    let keys: Vec<_> = std::fs::read_dir(b.path(".yonder/ssh-bridge/host-keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(keys.len(), 1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&keys[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Later bridges (new processes) present the same key: strict checking
+    // passes and known_hosts is unchanged.
+    for _ in 0..2 {
+        let o = b.ssh(&["-o", "StrictHostKeyChecking=yes", "br", "true"]);
+        assert_ok("strict", &o);
+    }
+    assert_eq!(
+        std::fs::read_to_string(b.path("known_hosts")).unwrap(),
+        known
+    );
+}
+
+#[test]
+fn a_target_that_cannot_start_is_a_clear_error() {
+    // Nothing listens on port 1 of loopback.
+    let b = Bridge::local();
+    b.write_config("ssh://nobody@127.0.0.1:1", "YONDER_SSH_CONFIG=/dev/null");
+    let o = b.ssh(&["br", "true"]);
+    assert_eq!(o.status.code(), Some(255));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("yonder: cannot reach ssh://nobody@127.0.0.1:1"),
+        "{err}"
+    );
+    // After authentication, a disconnect that carries the reason.
+    assert!(err.contains("Received disconnect"), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+}
+
+#[test]
+fn sftp_batch_and_scp_both_ways() {
+    let b = Bridge::local();
+    let src = b.path("src.bin");
+    random_file(&src, 5 * 1024 * 1024 + 123);
+    let remote = b.path("remote");
+    let back = b.path("back.bin");
+    let batch = b.path("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "mkdir {r}\n\
+             put {src} {r}/a.bin\n\
+             chmod 640 {r}/a.bin\n\
+             ln -s {r}/a.bin {r}/link\n\
+             put -p {src} {r}/p.bin\n\
+             df {r}\n\
+             ls -l {r}\n\
+             rename {r}/a.bin {r}/b.bin\n\
+             mkdir {r}/sub\n\
+             ls {r}\n\
+             get {r}/b.bin {back}\n\
+             rm {r}/b.bin\n\
+             rmdir {r}/sub\n",
+            r = remote.display(),
+            src = src.display(),
+            back = back.display()
+        ),
+    )
+    .unwrap();
+    let mut c = b.tool("sftp");
+    c.arg("-b").arg(&batch).arg("br");
+    let o = run_with_input(c, b"");
+    assert_ok("sftp -b", &o);
+    let out = text(&o.stdout);
+    assert!(out.contains("a.bin"), "{out}");
+    assert!(out.contains(&format!("{}", 5 * 1024 * 1024 + 123)), "{out}");
+    assert!(out.contains("sub"), "{out}");
+    assert_eq!(sha256_file(&src), sha256_file(&back));
+    // Modes, links (OpenSSH's argument order), preserved times, statvfs.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(
+        std::fs::read_link(remote.join("link")).unwrap(),
+        remote.join("a.bin")
+    );
+    let p = std::fs::metadata(remote.join("p.bin")).unwrap();
+    assert_eq!(p.mtime(), std::fs::metadata(&src).unwrap().mtime());
+    assert_eq!(
+        p.permissions().mode() & 0o777,
+        std::fs::metadata(&src).unwrap().permissions().mode() & 0o777
+    );
+    assert!(out.contains("Size") || out.contains("Avail"), "df: {out}");
+    assert!(
+        out.contains("-rw-r-----"),
+        "chmod 640 shows in ls -l: {out}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&remote)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["link", "p.bin"], "rm and rmdir ran");
+
+    // A failing command stops the batch with an error (sftp -b semantics).
+    std::fs::write(&batch, "rm /no/such/file\n").unwrap();
+    let mut c = b.tool("sftp");
+    c.arg("-b").arg(&batch).arg("br");
+    let o = run_with_input(c, b"");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("No such file"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // scp (SFTP mode, OpenSSH's default) up and down, and to ~.
+    let mut c = b.tool("scp");
+    c.arg(&src).arg(format!("br:{}/up.bin", remote.display()));
+    assert_ok("scp up", &run_with_input(c, b""));
+    let mut c = b.tool("scp");
+    c.arg(format!("br:{}/up.bin", remote.display()))
+        .arg(b.path("down.bin"));
+    assert_ok("scp down", &run_with_input(c, b""));
+    assert_eq!(sha256_file(&src), sha256_file(&b.path("down.bin")));
+    let name = format!("yonder-bridge-scp-{}.bin", std::process::id());
+    let mut c = b.tool("scp");
+    c.arg(&src).arg(format!("br:~/{name}"));
+    assert_ok("scp to ~", &run_with_input(c, b""));
+    let in_home = Path::new(&std::env::var("HOME").unwrap()).join(&name);
+    assert_eq!(sha256_file(&src), sha256_file(&in_home));
+    std::fs::remove_file(in_home).unwrap();
+}
+
+fn tmux(sock: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("tmux");
+    assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn pane_shows(sock: &str, needle: &str) -> String {
+    pane_of_shows(sock, "br", needle)
+}
+
+fn pane_of_shows(sock: &str, session: &str, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let t = tmux(sock, &["capture-pane", "-p", "-t", session]);
+        if t.contains(needle) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "pane never showed {needle:?}:\n{t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ssh -tt` in a real terminal (tmux): the window size arrives, a resize
+/// follows, the exit code comes back.
+#[test]
+fn a_terminal_session_sees_its_size_and_resizes() {
+    let b = Bridge::local();
+    let sock = b.path("tmux.sock").display().to_string();
+    let cmd = format!(
+        "ssh -F {} -tt br; echo ssh-exit=$?; sleep 60",
+        b.config.display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "br",
+            "-x",
+            "90",
+            "-y",
+            "25",
+            &cmd,
+        ],
+    );
+    tmux(
+        &sock,
+        &[
+            "send-keys",
+            "-t",
+            "br",
+            "stty size; echo ready-$((6*7)); tty",
+            "Enter",
+        ],
+    );
+    let t = pane_shows(&sock, "ready-42");
+    assert!(t.contains("25 90"), "{t}");
+    assert!(t.contains("/dev/pts/"), "{t}");
+    tmux(
+        &sock,
+        &["resize-window", "-t", "br", "-x", "120", "-y", "40"],
+    );
+    // The resize reaches the shell (poll: SIGWINCH travels asynchronously).
+    let start = Instant::now();
+    loop {
+        tmux(
+            &sock,
+            &["send-keys", "-t", "br", "clear; stty size", "Enter"],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let t = tmux(&sock, &["capture-pane", "-p", "-t", "br"]);
+        if t.contains("40 120") {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no resize:\n{t}");
+    }
+    tmux(&sock, &["send-keys", "-t", "br", "exit 6", "Enter"]);
+    pane_shows(&sock, "ssh-exit=6");
+    let d = b._daemon.as_ref().unwrap();
+    no_terminals_left(d);
+
+    // A client that vanishes (killed, laptop lid closed): its shell is hung
+    // up, as sshd does, instead of waiting hours for a re-attach.
+    let cmd = format!("ssh -F {} -tt br", b.config.display());
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "two",
+            "-x",
+            "90",
+            "-y",
+            "25",
+            &cmd,
+        ],
+    );
+    tmux(
+        &sock,
+        &["send-keys", "-t", "two", "echo up-$((6*7))", "Enter"],
+    );
+    pane_of_shows(&sock, "two", "up-42");
+    let list = || {
+        let (code, out, err) = run(d.cli().args(["terminals", "local", "--json"]));
+        assert_eq!(code, 0, "{err}");
+        text(&out)
+    };
+    assert!(list().contains("\"id\""), "a terminal while connected");
+    let st = Command::new("pkill")
+        .args(["-KILL", "-f", &cmd])
+        .status()
+        .unwrap();
+    assert!(st.success(), "the ssh client was running");
+    no_terminals_left(d);
+    let _ = Command::new("tmux")
+        .args(["-S", &sock, "kill-server"])
+        .status();
+}
+
+/// Waits until the daemon has no terminal left.
+fn no_terminals_left(d: &Daemon) {
+    let start = Instant::now();
+    loop {
+        let (code, out, err) = run(d.cli().args(["terminals", "local", "--json"]));
+        assert_eq!(code, 0, "{err}");
+        if !text(&out).contains("\"id\"") {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "terminals left behind:\n{}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What VS Code's Remote-SSH runs before installing its server: probes of
+/// the platform and shell through exec, and its install script on a
+/// `bash` reading stdin (`ssh -T HOST bash`).
+#[test]
+fn vscode_probe_commands_work() {
+    let b = Bridge::local();
+    let o = b.ssh(&["br", "uname -rsv"]);
+    assert_ok("uname", &o);
+    assert!(text(&o.stdout).starts_with("Linux "), "{}", text(&o.stdout));
+    let o = b.ssh(&["br", "bash --version"]);
+    assert_ok("bash --version", &o);
+    assert!(text(&o.stdout).contains("GNU bash"));
+    let o = b.ssh(&["br", "sh -c 'echo $0'"]);
+    assert_eq!(text(&o.stdout).trim(), "sh");
+    let script = b"set -e\necho \"platform=$(uname -s)\"\nfor t in bash tar; do command -v $t >/dev/null && echo has-$t; done\n(command -v curl || command -v wget) >/dev/null && echo has-downloader\necho \"arch=$(uname -m)\"\nexit 0\n";
+    let o = b.ssh_in(&["-T", "br", "bash"], script);
+    assert_ok("bash script", &o);
+    let out = text(&o.stdout);
+    for want in [
+        "platform=Linux",
+        "has-bash",
+        "has-tar",
+        "has-downloader",
+        "arch=",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    // A login shell without a command and without a terminal reads stdin.
+    let o = b.ssh_in(&["-T", "br"], b"echo from-stdin-shell\n");
+    assert_ok("shell without pty", &o);
+    assert!(text(&o.stdout).contains("from-stdin-shell"));
+}
+
+/// sha256 of every file under `root`, by relative path.
+fn tree_digest(root: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), sha256_file(&p));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn rsync_ten_thousand_files_both_ways() {
+    const FILES: usize = 10_000;
+    let b = Bridge::local();
+    let src = b.path("tree");
+    for i in 0..FILES {
+        let dir = src.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        // Small and distinct: the cost is per file, as in a source tree.
+        std::fs::write(
+            dir.join(format!("f{i}.txt")),
+            format!("file {i} {}\n", "x".repeat(i % 300)),
+        )
+        .unwrap();
+    }
+    let rsh = format!("ssh -F {}", b.config.display());
+    let there = b.path("there");
+    let o = wait_output(
+        Command::new("rsync")
+            .args(["-a", "-e", &rsh])
+            .arg(format!("{}/", src.display()))
+            .arg(format!("br:{}/", there.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_ok("rsync up", &o);
+    let want = tree_digest(&src);
+    assert_eq!(want.len(), FILES);
+    assert_eq!(tree_digest(&there), want);
+
+    let back = b.path("back");
+    let o = wait_output(
+        Command::new("rsync")
+            .args(["-a", "-e", &rsh])
+            .arg(format!("br:{}/", there.display()))
+            .arg(format!("{}/", back.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_ok("rsync down", &o);
+    assert_eq!(tree_digest(&back), want);
+}
+
+/// Kills a background client when the test ends.
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn bg(mut c: Command) -> Bg {
+    Bg(c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn"))
+}
+
+fn wait_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < DEADLINE, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An HTTP/1.0 GET on loopback; the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// An HTTP server on loopback serving `dir` (python's, a real one).
+fn http_server(dir: &Path) -> (Bg, u16) {
+    let port = common::sshd::free_port();
+    let mut c = Command::new("python3");
+    c.args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .arg("--directory")
+        .arg(dir);
+    let server = bg(c);
+    wait_port(port);
+    (server, port)
+}
+
+#[test]
+fn local_remote_and_dynamic_forwards_carry_http() {
+    let b = Bridge::local();
+    let www = b.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("hello.txt"), "hello through the bridge\n").unwrap();
+    let (_server, http) = http_server(&www);
+
+    // ssh -L: a local port reaches the HTTP server from the target's side.
+    let l = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(&b.config).args([
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        &format!("{l}:127.0.0.1:{http}"),
+        "br",
+    ]);
+    let _fwd = bg(c);
+    wait_port(l);
+    let r = http_get(l, "/hello.txt");
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+
+    // ssh -R: a port on the target reaches the server on the client's side.
+    let rport = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F").arg(&b.config).args([
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-R",
+        &format!("{rport}:127.0.0.1:{http}"),
+        "br",
+    ]);
+    let _rfwd = bg(c);
+    wait_port(rport);
+    let r = http_get(rport, "/hello.txt");
+    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+
+    // ssh -D: SOCKS, as VS Code's Remote-SSH uses it.
+    let d = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&b.config)
+        .args(["-N", "-D", &format!("127.0.0.1:{d}"), "br"]);
+    let _dyn = bg(c);
+    wait_port(d);
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--socks5-hostname"])
+        .arg(format!("127.0.0.1:{d}"))
+        .arg(format!("http://127.0.0.1:{http}/hello.txt"))
+        .output()
+        .unwrap();
+    assert_ok("curl via -D", &o);
+    assert_eq!(text(&o.stdout), "hello through the bridge\n");
+
+    // A forward to a closed port fails that connection, not the session.
+    let closed = common::sshd::free_port();
+    let l2 = common::sshd::free_port();
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&b.config)
+        .args(["-N", "-L", &format!("{l2}:127.0.0.1:{closed}"), "br"]);
+    let _fwd2 = bg(c);
+    wait_port(l2);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", l2)).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty());
+    let r = http_get(l, "/hello.txt");
+    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+}
+
+#[test]
+fn sshfs_mount_reads_and_writes() {
+    let b = Bridge::local();
+    let dir = b.path("exported");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("from-target.txt"), "written on the target\n").unwrap();
+    let mnt = b.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let o = wait_output(
+        Command::new("sshfs")
+            .arg("-F")
+            .arg(&b.config)
+            .arg(format!("br:{}", dir.display()))
+            .arg(&mnt)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        DEADLINE,
+    );
+    assert_ok("sshfs", &o);
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("fusermount3").arg("-u").arg(&self.0).status();
+        }
+    }
+    let _mounted = Unmount(mnt.clone());
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("from-target.txt")).unwrap(),
+        "written on the target\n"
+    );
+    // Write, append, overwrite in the middle, rename: the target sees it.
+    std::fs::write(mnt.join("new.txt"), "hello ").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("new.txt"))
+        .unwrap();
+    f.write_all(b"world\n").unwrap();
+    drop(f);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(mnt.join("new.txt"))
+            .unwrap();
+        f.write_all_at(b"J", 0).unwrap();
+    }
+    std::fs::rename(mnt.join("new.txt"), mnt.join("renamed.txt")).unwrap();
+    std::fs::create_dir(mnt.join("sub")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("renamed.txt")).unwrap(),
+        "Jello world\n"
+    );
+    assert!(dir.join("sub").is_dir());
+    let mut names: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["from-target.txt", "renamed.txt", "sub"]);
+}
+
+/// `yonder ssh-config add` / `list` / `remove` on a home with an existing
+/// ~/.ssh/config, then plain `ssh ALIAS` through what it wrote.
+#[test]
+fn ssh_config_add_connect_and_remove() {
+    let b = Bridge::local();
+    let d = b._daemon.as_ref().unwrap();
+    let home = b.home.path();
+    let config = home.join(".ssh/config");
+    let mine = "# my own\nHost other\n    User someone\n";
+    std::fs::write(&config, mine).unwrap();
+    let yonder = |args: &[&str]| {
+        let mut c = Command::new(YONDER);
+        c.env("HOME", home)
+            .env("USER", "bridge-user")
+            .env("YONDER_RUNTIME_DIR", d.run_dir())
+            .args(args);
+        run(&mut c)
+    };
+    let (code, out, err) = yonder(&["ssh-config", "add", "local", "--name", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text(&out).contains("ssh dev"), "{}", text(&out));
+    let written = std::fs::read_to_string(&config).unwrap();
+    let managed = home.join(".ssh/yonder.conf");
+    let include = format!("Include {}\n", managed.display());
+    assert!(written.starts_with("# Added by yonder"), "{written}");
+    assert!(written.contains(&include), "{written}");
+    assert!(
+        written.ends_with(mine),
+        "the user's own entries are kept:\n{written}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".ssh/config.yonder-backup")).unwrap(),
+        mine
+    );
+    let block = std::fs::read_to_string(&managed).unwrap();
+    assert!(block.contains("Host dev\n"), "{block}");
+    assert!(block.contains("ssh-proxy 'local'"), "{block}");
+    assert!(block.contains("User bridge-user"), "{block}");
+    assert!(block.contains("HostKeyAlias yonder-bridge."), "{block}");
+
+    // The alias works with strict host key checking: add trusted the key.
+    let key = home.join(".ssh/id_ed25519");
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&config)
+        .arg("-i")
+        .arg(&key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "dev",
+            "echo via-alias",
+        ])
+        .env("HOME", home)
+        .env("YONDER_RUNTIME_DIR", d.run_dir());
+    let o = run_with_input(c, b"");
+    assert_ok("ssh dev", &o);
+    assert_eq!(text(&o.stdout).trim(), "via-alias");
+
+    // A second entry: the Include is not added twice; both are listed.
+    let (code, _, err) = yonder(&["ssh-config", "add", "local", "--name", "dev2"]);
+    assert_eq!(code, 0, "{err}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert_eq!(written.matches("Include").count(), 1, "{written}");
+    let (_, out, _) = yonder(&["ssh-config", "list"]);
+    assert_eq!(text(&out), "dev\tlocal\ndev2\tlocal\n");
+
+    let (code, _, err) = yonder(&["ssh-config", "remove", "dev"]);
+    assert_eq!(code, 0, "{err}");
+    let block = std::fs::read_to_string(&managed).unwrap();
+    assert!(!block.contains("Host dev\n"), "{block}");
+    assert!(block.contains("Host dev2\n"), "{block}");
+    let (code, _, err) = yonder(&["ssh-config", "remove", "dev"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no host \"dev\""), "{err}");
+    let (code, _, err) = yonder(&["ssh-config", "add", "local", "--name=-oProxyCommand=x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid host alias"), "{err}");
+}
