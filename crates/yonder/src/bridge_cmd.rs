@@ -108,63 +108,7 @@ pub async fn sftp_server() -> anyhow::Result<()> {
 pub fn ssh_config(op: SshConfigOp) -> anyhow::Result<()> {
     let files = ssh_config::Files::in_dir(&ssh_dir()?);
     match op {
-        SshConfigOp::Add { target, name, user } => {
-            let t: Target = target.parse().map_err(|e| {
-                anyhow::Error::new(Exit {
-                    code: EXIT_USAGE,
-                    error: Some(anyhow::Error::new(e)),
-                })
-            })?;
-            let canonical = t.to_string();
-            let alias = name.unwrap_or_else(|| ssh_config::default_alias(&canonical));
-            ssh_config::check_alias(&alias).map_err(|e| {
-                anyhow::Error::new(Exit {
-                    code: EXIT_USAGE,
-                    error: Some(anyhow::Error::new(e)),
-                })
-            })?;
-            let user = match user {
-                Some(u) => u,
-                None => std::env::var("USER")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-                    .context("$USER is not set: pass --user")?,
-            };
-            let exe = std::env::current_exe().context("cannot find the yonder executable")?;
-            // Make the host key now and trust it, so the first `ssh ALIAS`
-            // asks no question and later ones still check it.
-            let key = keys::load_or_create_host_key(&host_key_path(&t)?)
-                .context("the SSH bridge's host key")?;
-            let known_hosts = bridge_dir()?.join("known_hosts");
-            let entry = ssh_config::Entry {
-                alias: alias.clone(),
-                target: canonical.clone(),
-                user,
-                yonder: exe,
-                host_key_alias: ssh_config::host_key_alias(&canonical),
-                known_hosts: known_hosts.clone(),
-            };
-            let public = key
-                .public_key()
-                .to_openssh()
-                .context("encoding the host key")?;
-            ssh_config::trust_host_key(&known_hosts, &entry.host_key_alias, &public)?;
-            let changed = files.add(&entry)?;
-            if changed.include_added {
-                println!(
-                    "added `Include {}` at the top of {} (backup: {}.yonder-backup)",
-                    files.managed.display(),
-                    files.main.display(),
-                    files.main.display()
-                );
-            }
-            println!(
-                "{} {alias} -> {canonical} in {}; connect with: ssh {alias}",
-                if changed.replaced { "updated" } else { "added" },
-                files.managed.display()
-            );
-            Ok(())
-        }
+        SshConfigOp::Add { target, name, user } => add_alias(&target, name, user, false),
         SshConfigOp::Remove { alias } => {
             if files.remove(&alias)? {
                 println!("removed {alias} from {}", files.managed.display());
@@ -186,4 +130,76 @@ pub fn ssh_config(op: SshConfigOp) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `ssh-config add`: writes the `Host` entry for `target` (and trusts its
+/// host key). Messages go to stderr when `quiet_stdout` (for `yonder up`,
+/// whose stdout is one JSON line).
+pub fn add_alias(
+    target: &str,
+    name: Option<String>,
+    user: Option<String>,
+    quiet_stdout: bool,
+) -> anyhow::Result<()> {
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if quiet_stdout { eprintln!($($t)*) } else { println!($($t)*) }
+        };
+    }
+    let files = ssh_config::Files::in_dir(&ssh_dir()?);
+    let t: Target = target.parse().map_err(|e| {
+        anyhow::Error::new(Exit {
+            code: EXIT_USAGE,
+            error: Some(anyhow::Error::new(e)),
+        })
+    })?;
+    let canonical = t.to_string();
+    let alias = name.unwrap_or_else(|| ssh_config::default_alias(&canonical));
+    ssh_config::check_alias(&alias).map_err(|e| {
+        anyhow::Error::new(Exit {
+            code: EXIT_USAGE,
+            error: Some(anyhow::Error::new(e)),
+        })
+    })?;
+    let user = match user {
+        Some(u) => u,
+        None => std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .context("$USER is not set: pass --user")?,
+    };
+    let exe = std::env::current_exe().context("cannot find the yonder executable")?;
+    // Make the host key now and trust it, so the first `ssh ALIAS`
+    // asks no question and later ones still check it.
+    let key =
+        keys::load_or_create_host_key(&host_key_path(&t)?).context("the SSH bridge's host key")?;
+    let known_hosts = bridge_dir()?.join("known_hosts");
+    let entry = ssh_config::Entry {
+        alias: alias.clone(),
+        target: canonical.clone(),
+        user,
+        yonder: exe,
+        host_key_alias: ssh_config::host_key_alias(&canonical),
+        known_hosts: known_hosts.clone(),
+    };
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("encoding the host key")?;
+    ssh_config::trust_host_key(&known_hosts, &entry.host_key_alias, &public)?;
+    let changed = files.add(&entry)?;
+    if changed.include_added {
+        say!(
+            "added `Include {}` at the top of {} (backup: {}.yonder-backup)",
+            files.managed.display(),
+            files.main.display(),
+            files.main.display()
+        );
+    }
+    say!(
+        "{} {alias} -> {canonical} in {}; connect with: ssh {alias}",
+        if changed.replaced { "updated" } else { "added" },
+        files.managed.display()
+    );
+    Ok(())
 }
