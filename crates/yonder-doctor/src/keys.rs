@@ -9,10 +9,12 @@
 use ssh_key::private::{KeypairData, RsaKeypair};
 use ssh_key::public::KeyData;
 use ssh_key::rand_core::UnwrapErr;
-use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey};
+use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+pub use ssh_key::HashAlg;
 
 /// RSA keys smaller than this are weak (NIST SP 800-131A disallows < 2048
 /// bits since 2013; OpenSSH 8.8+ refuses < 1024 outright).
@@ -27,14 +29,18 @@ pub const MAX_RSA_BITS: u32 = 16384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: already exists; yonder never overwrites a key (choose another --file, or move it away)")]
+    #[error(
+        "{path}: already exists; yonder never overwrites a key (choose another --file, or move it away)"
+    )]
     Exists { path: PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: not a PuTTY key file (it should start with `PuTTY-User-Key-File-2:` or `-3:`)")]
+    #[error(
+        "{path}: not a PuTTY key file (it should start with `PuTTY-User-Key-File-2:` or `-3:`)"
+    )]
     NotPpk { path: PathBuf },
     #[error("{path}: the key is encrypted: a passphrase is needed")]
     PassphraseNeeded { path: PathBuf },
@@ -320,8 +326,12 @@ mod tests {
         assert_eq!(ppk_version("PuTTY-User-Key-File-2: ssh-rsa\r\n"), Some(2));
         assert_eq!(ppk_version("-----BEGIN OPENSSH PRIVATE KEY-----"), None);
         assert_eq!(ppk_version(""), None);
-        assert!(ppk_is_encrypted("PuTTY-User-Key-File-3: x\nEncryption: aes256-cbc\n"));
-        assert!(!ppk_is_encrypted("PuTTY-User-Key-File-3: x\nEncryption: none\n"));
+        assert!(ppk_is_encrypted(
+            "PuTTY-User-Key-File-3: x\nEncryption: aes256-cbc\n"
+        ));
+        assert!(!ppk_is_encrypted(
+            "PuTTY-User-Key-File-3: x\nEncryption: none\n"
+        ));
     }
 
     #[test]

@@ -283,7 +283,10 @@ mod tests {
         );
         assert_eq!(e[1].line, 3);
         assert_eq!(e[2].file, "/etc/ssh/ssh_config.d/x.conf");
-        assert_eq!(e[2].to_string(), "/etc/ssh/ssh_config.d/x.conf:15: no argument after keyword \"hostname\"");
+        assert_eq!(
+            e[2].to_string(),
+            "/etc/ssh/ssh_config.d/x.conf:15: no argument after keyword \"hostname\""
+        );
         assert!(parse_errors("").is_empty());
     }
 

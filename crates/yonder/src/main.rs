@@ -5,10 +5,12 @@
 //! `yonder-target`.
 
 mod cli;
+mod doctor_cmd;
 mod exec_cmd;
 mod format;
 mod forward_cmd;
 mod fs_cmd;
+mod keys_cmd;
 mod progress;
 mod search_cmd;
 mod terminal_cmd;
@@ -136,6 +138,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let info = client.info().await?;
             format::print_info(&info, json)
         }
+        Command::Doctor(args) => doctor_cmd::run(args).await,
+        Command::Keys { op } => keys_cmd::run(op).await,
+        Command::SshConfig { op } => keys_cmd::ssh_config(op),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "yonder", &mut std::io::stdout());
             Ok(())
