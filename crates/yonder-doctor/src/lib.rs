@@ -180,6 +180,21 @@ impl Paths {
         }
     }
 
+    /// `p` for a shell command line: `~/…` when under the home directory
+    /// and free of shell-special characters, else single-quoted.
+    pub fn shell_path(&self, p: &std::path::Path) -> String {
+        let t = self.tilde(p);
+        let plain = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "~/._-+@%=:,".contains(c))
+        };
+        if plain(&t) {
+            t
+        } else {
+            format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+        }
+    }
+
     /// `~/…` for messages when `p` is under the home directory.
     pub fn tilde(&self, p: &std::path::Path) -> String {
         match p.strip_prefix(&self.home) {

@@ -104,9 +104,9 @@ fn mode_check(
                 "OpenSSH refuses files and directories owned by someone else",
             )
             .with_fix(Fix::manual(format!(
-                "sudo chown {} '{}'",
+                "sudo chown {} {}",
                 my_uid(),
-                path.display()
+                paths.shell_path(path)
             ))),
         );
     }
@@ -115,7 +115,7 @@ fn mode_check(
         return Some(Check::ok(id, format!("{name} mode {perm:03o}")));
     }
     let fix = Fix::auto(
-        format!("chmod {want:03o} '{}'", path.display()),
+        format!("chmod {want:03o} {}", paths.shell_path(path)),
         FixAction::Chmod {
             path: path.to_path_buf(),
             mode: want,
@@ -370,7 +370,7 @@ fn key_checks(paths: &Paths) -> Vec<Check> {
             continue;
         }
         let encrypted = std::fs::read_to_string(&ppk).is_ok_and(|t| keys::ppk_is_encrypted(&t));
-        let cmd = format!("yonder keys import-ppk '{}'", ppk.display());
+        let cmd = format!("yonder keys import-ppk {}", paths.shell_path(&ppk));
         out.push(
             Check::warning(
                 "key-ppk",
@@ -439,7 +439,11 @@ fn config_checks(paths: &Paths) -> Vec<Check> {
                         ),
                         "ssh refuses to connect anywhere while its config has an error",
                     )
-                    .with_fix(Fix::manual(format!("edit {file} line {}", e.line))),
+                    .with_fix(Fix::manual(format!(
+                        "edit {} line {}",
+                        paths.tilde(Path::new(&file)),
+                        e.line
+                    ))),
                 );
             }
         }

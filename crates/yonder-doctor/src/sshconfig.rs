@@ -243,8 +243,10 @@ pub fn add_multiplex(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(io(config)(e)),
     };
-    // ssh expands `~` in ControlPath itself; keep the file portable.
-    let home_rel = match std::env::var_os("HOME") {
+    // ssh expands `~` in ControlPath to the passwd entry's home (not
+    // $HOME): write `~/…` only when that is where the sockets are, which
+    // keeps the file portable; otherwise the absolute path.
+    let home_rel = match passwd_home() {
         Some(h) if sockets.starts_with(&h) => format!(
             "~/{}",
             sockets.strip_prefix(&h).unwrap_or(&sockets).display()
@@ -257,6 +259,31 @@ pub fn add_multiplex(
             let backup = crate::edit::replace_file(config, &new, 0o600)?;
             Ok(MultiplexOutcome::Added { backup })
         }
+    }
+}
+
+/// This user's home directory from the passwd database (what ssh uses).
+pub fn passwd_home() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: getpwuid_r with a valid passwd struct and a buffer we own; the
+    // returned pointers point into `buf`, read before it is dropped.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::getuid(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || pw.pw_dir.is_null() {
+            return None;
+        }
+        let dir = CStr::from_ptr(pw.pw_dir);
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
     }
 }
 

@@ -1,0 +1,415 @@
+//! `yonder doctor` against real components: a real user's home with each
+//! wrong mode (found, fixed by `--fix --yes`, then the test sshd with
+//! StrictModes and the real ssh client accept the key again), a corrupt
+//! ssh_config, the JSON output as a snapshot, and SSH targets that work,
+//! refuse connections, or have an unknown host key.
+
+mod common;
+
+use common::sshd::{Sshd, TEST_USER, free_port};
+use common::user::TempUser;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn chmod(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A user whose own ssh (no -F: ssh reads ~/.ssh/config with its
+/// permission checks) logs in to `s` as itself with its own key, which
+/// sshd finds in ~/.ssh/authorized_keys (so StrictModes applies).
+fn user_with_key_login(s: &Sshd) -> TempUser {
+    let u = TempUser::create();
+    let (code, _, err) =
+        run(u
+            .command(YONDER)
+            .args(["keys", "generate", "--comment", "doctor-test"]));
+    assert_eq!(code, 0, "{err}");
+    let public = std::fs::read_to_string(u.home.join(".ssh/id_ed25519.pub")).unwrap();
+    u.write(".ssh/authorized_keys", &public, 0o600);
+    u.write(
+        ".ssh/config",
+        &format!(
+            "# my own comment\nHost yd\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile ~/.ssh/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  BatchMode yes\n  ConnectTimeout 10\n",
+            s.port,
+            u.name,
+            s.dir.join("known_hosts").display()
+        ),
+        0o600,
+    );
+    u
+}
+
+fn login(u: &TempUser) -> (bool, String) {
+    let o = u
+        .command("ssh")
+        // Every try is a new login: not through the master that
+        // `--fix` (connection sharing) makes possible.
+        .args(["-S", "none", "yd", "id -un"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.success() && text(&o.stdout).contains(&u.name),
+        text(&o.stderr),
+    )
+}
+
+/// Each wrong mode breaks the login for real (world-writable: Debian's
+/// OpenSSH accepts group write when the group is the user's own); doctor names it as a
+/// problem; `--fix --yes` repairs it and the login works again.
+#[test]
+fn each_wrong_mode_is_found_and_fixed_and_sshd_accepts_the_key_again() {
+    let s = Sshd::start_with(&[
+        "-o",
+        "AuthorizedKeysFile=.ssh/authorized_keys",
+        "-o",
+        "StrictModes=yes",
+    ]);
+    let u = user_with_key_login(&s);
+    let (ok, err) = login(&u);
+    assert!(ok, "the clean setup logs in: {err}\n{}", s.log());
+    let cases: [(&str, u32, &str, &str); 5] = [
+        ("", 0o777, "perm-home", "~ mode 777"),
+        (".ssh", 0o777, "perm-ssh-dir", "~/.ssh mode 777"),
+        (
+            ".ssh/authorized_keys",
+            0o666,
+            "perm-authorized-keys",
+            "~/.ssh/authorized_keys mode 666",
+        ),
+        (
+            ".ssh/config",
+            0o666,
+            "perm-config",
+            "~/.ssh/config mode 666",
+        ),
+        (
+            ".ssh/id_ed25519",
+            0o644,
+            "perm-private-key",
+            "~/.ssh/id_ed25519 mode 644",
+        ),
+    ];
+    for (rel, bad, id, summary) in cases {
+        let p = u.home.join(rel);
+        let good = mode(&p);
+        chmod(&p, bad);
+        let (ok, _) = login(&u);
+        assert!(!ok, "{rel} at {bad:o} must break the login");
+        let (code, out, err) = run(u.command(YONDER).args(["doctor", "--json"]));
+        assert_eq!(code, 1, "a problem fails the doctor: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let found = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id && c["status"] == "problem")
+            .unwrap_or_else(|| panic!("{id} not reported as a problem: {v:#}"));
+        assert!(
+            found["summary"].as_str().unwrap().contains(summary),
+            "{found}"
+        );
+        assert_eq!(found["fix"]["automatic"], true, "{found}");
+        let (code, out, err) = run(u.command(YONDER).args(["doctor", "--fix", "--yes"]));
+        assert_eq!(
+            code,
+            0,
+            "{rel}: after --fix nothing is a problem:\n{}\n{err}",
+            text(&out)
+        );
+        assert!(text(&out).contains("fixed: "), "{}", text(&out));
+        if rel.is_empty() {
+            // The home keeps its own mode minus group/world write.
+            assert_eq!(mode(&p) & 0o022, 0, "~ is no longer writable by others");
+        } else {
+            assert_eq!(mode(&p), good, "{rel} is back to {good:o}");
+        }
+        let (ok, err) = login(&u);
+        assert!(ok, "{rel}: the login works again: {err}\n{}", s.log());
+    }
+    // --fix also turned on connection sharing, keeping the user's lines.
+    let cfg = std::fs::read_to_string(u.home.join(".ssh/config")).unwrap();
+    assert!(cfg.starts_with("# my own comment\nHost yd\n"), "{cfg}");
+    assert_eq!(cfg.matches("ControlMaster auto").count(), 1, "{cfg}");
+    assert_eq!(mode(&u.home.join(".ssh/sockets")), 0o700);
+    let backups: Vec<_> = std::fs::read_dir(u.home.join(".ssh"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("config.yonder-backup-")
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "one edit, one backup");
+}
+
+/// A fixed home layout, run through `--json`: the whole report is pinned.
+#[test]
+fn json_report_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    chmod(home, 0o700);
+    let ssh = home.join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    chmod(&ssh, 0o755);
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "1024", "-N", "", "-C", "old", "-f"])
+        .arg(ssh.join("id_rsa"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "pass phrase",
+            "-C",
+            "new",
+            "-f",
+        ])
+        .arg(ssh.join("id_ed25519"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("puttygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-O",
+            "private",
+            "--new-passphrase",
+            "/dev/null",
+            "-o",
+        ])
+        .arg(ssh.join("work.ppk"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(
+        ssh.join("config"),
+        "Host a\n  HostName a.example\n  Bogus yes\nHost b\n  Port notaport\n",
+    )
+    .unwrap();
+    chmod(&ssh.join("config"), 0o600);
+    let (code, out, err) = run(Command::new(YONDER)
+        .env_remove("SSH_AUTH_SOCK")
+        .env("HOME", home)
+        .env("YONDER_SSH_CONFIG", ssh.join("config"))
+        .args(["doctor", "--json"]));
+    assert_eq!(code, 1, "the config errors are problems: {err}");
+    let mut v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    // The only machine-dependent line: the ssh version.
+    for c in v["checks"].as_array_mut().unwrap() {
+        if c["id"] == "ssh-client" {
+            assert!(c["summary"].as_str().unwrap().contains("OpenSSH"), "{c}");
+            c["summary"] = "ssh client: [VERSION]".into();
+        }
+    }
+    let rendered = serde_json::to_string_pretty(&v).unwrap();
+    assert!(
+        !rendered.contains(&home.display().to_string()),
+        "paths are shown as ~/…"
+    );
+    insta::assert_snapshot!(rendered);
+    // The human form names file and line too.
+    let (_, out, _) = run(Command::new(YONDER)
+        .env("HOME", home)
+        .env("YONDER_SSH_CONFIG", ssh.join("config"))
+        .arg("doctor"));
+    let out = text(&out);
+    assert!(
+        out.contains("problem  ~/.ssh/config:3: Bad configuration option: bogus"),
+        "{out}"
+    );
+    assert!(out.contains("~/.ssh/config:5: Bad port"), "{out}");
+}
+
+fn doctor_target(s: &Sshd, config: &Path, target: &str) -> (i32, serde_json::Value, String) {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(Command::new(YONDER)
+        .env("HOME", home.path())
+        .env("YONDER_SSH_CONFIG", config)
+        .env("YONDER_SERVER_INSTALL_PATH", &s.install_path)
+        .args(["doctor", target, "--json"]));
+    let v = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}\n{err}", text(&out)));
+    (code, v, err)
+}
+
+fn check<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no {id}: {v:#}"))
+}
+
+/// A healthy host: every step is checked and ok.
+#[test]
+fn a_reachable_host_passes_every_check() {
+    let s = Sshd::start();
+    let (code, v, err) = doctor_target(&s, &s.config, "yt");
+    assert_eq!(code, 0, "{v:#}\n{err}");
+    let resolved = check(&v, "remote-resolved")["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        resolved.contains(&format!("{TEST_USER}@127.0.0.1 port {}", s.port)),
+        "{resolved}"
+    );
+    assert!(
+        check(&v, "remote-tcp")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("SSH-2.0-OpenSSH")
+    );
+    let hk = check(&v, "remote-host-key");
+    assert_eq!(hk["status"], "ok", "{hk}");
+    assert!(
+        check(&v, "remote-auth-methods")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("publickey")
+    );
+    assert_eq!(check(&v, "remote-key-login")["status"], "ok");
+    assert_eq!(check(&v, "remote-platform")["status"], "ok");
+    assert_eq!(check(&v, "remote-install-dir")["status"], "ok");
+    assert_eq!(check(&v, "remote-perm-home")["status"], "ok");
+    assert!(
+        check(&v, "remote-yonder")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("none")
+    );
+}
+
+/// Nothing listens on the port: a problem that says so, with the per-OS
+/// server install commands.
+#[test]
+fn an_unreachable_port_is_a_problem() {
+    let s = Sshd::start();
+    let port = free_port();
+    let cfg = s.dir.join("config-closed");
+    std::fs::write(
+        &cfg,
+        format!("Host closed\n  HostName 127.0.0.1\n  Port {port}\n  User {TEST_USER}\n"),
+    )
+    .unwrap();
+    let (code, v, _) = doctor_target(&s, &cfg, "closed");
+    assert_eq!(code, 1);
+    let tcp = check(&v, "remote-tcp");
+    assert_eq!(tcp["status"], "problem");
+    assert!(
+        tcp["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("cannot reach port {port}")),
+        "{tcp}"
+    );
+    assert!(
+        tcp["fix"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install openssh-server")
+    );
+}
+
+/// A host whose key is not in known_hosts: a warning with the real
+/// fingerprint, and no login attempt.
+#[test]
+fn an_unknown_host_key_is_shown_with_its_fingerprint() {
+    let s = Sshd::start();
+    std::fs::write(s.dir.join("empty_known_hosts"), "").unwrap();
+    let cfg = s.write_config(
+        "config-unknown",
+        "yt",
+        "id_ed25519",
+        "empty_known_hosts",
+        "",
+    );
+    let (code, v, _) = doctor_target(&s, &cfg, "yt");
+    let fp = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(s.dir.join("host_key.pub"))
+        .output()
+        .unwrap();
+    let fp = text(&fp.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let hk = check(&v, "remote-host-key-unknown");
+    assert_eq!(hk["status"], "warning", "{hk}");
+    assert!(
+        hk["summary"].as_str().unwrap().contains(&fp),
+        "{hk} lacks {fp}"
+    );
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != "remote-key-login")
+    );
+    assert_eq!(code, 0, "an unknown key is a warning, not a problem");
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("empty_known_hosts")).unwrap(),
+        "",
+        "never accepted"
+    );
+}
+
+/// Remote modes StrictModes would reject are found and fixed over ssh.
+#[test]
+fn remote_home_modes_are_found_and_fixed() {
+    let s = Sshd::start();
+    let u = TempUser::create();
+    std::fs::create_dir(u.home.join(".ssh")).unwrap();
+    std::os::unix::fs::chown(u.home.join(".ssh"), Some(u.uid), Some(u.gid)).unwrap();
+    chmod(&u.home, 0o777);
+    chmod(&u.home.join(".ssh"), 0o777);
+    let cfg = s.dir.join("config-remote-modes");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host rm\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n",
+            s.port,
+            u.name,
+            s.dir.join("id_ed25519").display(),
+            s.dir.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let (code, v, err) = doctor_target(&s, &cfg, "rm");
+    assert_eq!(code, 1, "{v:#}\n{err}");
+    for id in ["remote-perm-home", "remote-perm-ssh-dir"] {
+        let c = check(&v, id);
+        assert_eq!(c["status"], "problem", "{c}");
+        assert_eq!(c["fix"]["automatic"], true, "{c}");
+    }
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(Command::new(YONDER)
+        .env("HOME", home.path())
+        .env("YONDER_SSH_CONFIG", &cfg)
+        .env("YONDER_SERVER_INSTALL_PATH", &s.install_path)
+        .args(["doctor", "rm", "--fix", "--yes"]));
+    assert_eq!(code, 0, "{}\n{err}", text(&out));
+    assert_eq!(mode(&u.home), 0o755);
+    assert_eq!(mode(&u.home.join(".ssh")), 0o700);
+}
