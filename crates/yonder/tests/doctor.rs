@@ -413,3 +413,77 @@ fn remote_home_modes_are_found_and_fixed() {
     assert_eq!(mode(&u.home), 0o755);
     assert_eq!(mode(&u.home.join(".ssh")), 0o700);
 }
+
+/// `yonder ssh-config multiplex HOST`: keeps every line, backs up, is
+/// idempotent, and real ssh then shares one login through the new socket.
+#[test]
+fn ssh_config_multiplex_is_safe_idempotent_and_works() {
+    let s = Sshd::start_with(&["-o", "AuthorizedKeysFile=.ssh/authorized_keys"]);
+    let u = user_with_key_login(&s);
+    let cfg = u.home.join(".ssh/config");
+    let before = std::fs::read_to_string(&cfg).unwrap();
+    let (code, out, err) = run(u.command(YONDER).args(["ssh-config", "multiplex", "yd"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text(&out).contains("backup of the previous version"),
+        "{}",
+        text(&out)
+    );
+    let after = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        after.starts_with(&before),
+        "every old line and comment is kept:\n{after}"
+    );
+    assert!(
+        after.contains(
+            "Host yd\n  ControlMaster auto\n  ControlPath ~/.ssh/sockets/%C\n  ControlPersist 10m\n"
+        ),
+        "{after}"
+    );
+    assert_eq!(mode(&u.home.join(".ssh/sockets")), 0o700);
+    assert_eq!(mode(&cfg), 0o600, "the mode is kept");
+    let backups: Vec<_> = std::fs::read_dir(u.home.join(".ssh"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("config.yonder-backup-")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(backups, vec![before.clone()]);
+    // Again: nothing changes, no new backup.
+    let (code, out, _) = run(u.command(YONDER).args(["ssh-config", "multiplex", "yd"]));
+    assert_eq!(code, 0);
+    assert!(text(&out).contains("already set up"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), after);
+    // Real ssh: the first login leaves a master, the next rides on it.
+    let o = u
+        .command("ssh")
+        .args(["yd", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = u
+        .command("ssh")
+        .args(["-O", "check", "yd"])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "a master is running: {}",
+        text(&o.stderr)
+    );
+    let sockets: Vec<_> = std::fs::read_dir(u.home.join(".ssh/sockets"))
+        .unwrap()
+        .collect();
+    assert_eq!(sockets.len(), 1);
+    let _ = u.command("ssh").args(["-O", "exit", "yd"]).output();
+    // A hostile host name is refused before anything is written.
+    let (code, _, err) = run(u.command(YONDER).args(["ssh-config", "multiplex", "a b"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("not a host name"), "{err}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), after);
+}

@@ -326,3 +326,131 @@ fn converted_ppk_keys_log_in_to_sshd() {
         );
     }
 }
+
+fn tmux(sock: &str, args: &[&str]) -> String {
+    tool(Command::new("tmux").arg("-S").arg(sock).args(args))
+}
+
+fn pane_shows(sock: &str, needle: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = tmux(sock, &["capture-pane", "-p", "-t", "p"]);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never showed {needle:?}:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `yonder keys copy` over a password login (the prompt reaches the user's
+/// terminal through askpass): the key is added with the right modes, a
+/// second run adds nothing (and logs in with the key), and key login works.
+#[test]
+fn keys_copy_adds_the_key_once_and_key_login_then_works() {
+    let s = Sshd::start_with(&[
+        "-o",
+        "AuthorizedKeysFile=.ssh/authorized_keys",
+        "-o",
+        "PasswordAuthentication=yes",
+    ]);
+    let u = common::user::TempUser::create();
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).unwrap();
+    let password = format!("pw-{}", hex::encode(rnd));
+    u.set_password(&password);
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, err) =
+        run(yonder()
+            .env("HOME", home.path())
+            .args(["keys", "generate", "--comment", "copy-test"]));
+    assert_eq!(code, 0, "{err}");
+    let cfg = home.path().join(".ssh/config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host yd\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  UserKnownHostsFile {}\n  IdentitiesOnly yes\n  PreferredAuthentications publickey,password\n",
+            s.port,
+            u.name,
+            s.dir.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let sock = s.dir.join("tmux-copy.sock").display().to_string();
+    let cmd = format!(
+        "env HOME={} YONDER_SSH_CONFIG={} {YONDER} keys copy yd; echo exit=$?; sleep 60",
+        home.path().display(),
+        cfg.display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "p",
+            "-x",
+            "200",
+            "-y",
+            "40",
+            &cmd,
+        ],
+    );
+    pane_shows(&sock, "password:");
+    tmux(&sock, &["send-keys", "-t", "p", &password, "Enter"]);
+    let screen = pane_shows(&sock, "exit=");
+    let _ = Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+    assert!(screen.contains("exit=0"), "{screen}\n{}", s.log());
+    assert!(
+        screen.contains("added SHA256:") && screen.contains("key login works"),
+        "{screen}"
+    );
+    assert!(!screen.contains(&password), "the password is not echoed");
+    let ak = u.home.join(".ssh/authorized_keys");
+    assert_eq!(mode(&u.home.join(".ssh")), 0o700);
+    assert_eq!(mode(&ak), 0o600);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&ak).unwrap().uid(),
+        u.uid,
+        "made by the user, not root"
+    );
+    // Second run: no terminal, so any prompt would fail it; the key logs in.
+    let (code, out, err) = run(yonder()
+        .env("HOME", home.path())
+        .env("YONDER_SSH_CONFIG", &cfg)
+        .args(["keys", "copy", "yd"]));
+    assert_eq!(code, 0, "{err}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains("already in") && out.contains("key login works"),
+        "{out}"
+    );
+    let public = std::fs::read_to_string(home.path().join(".ssh/id_ed25519.pub")).unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&ak)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(blob(&lines[0]), blob(&public));
+    // And plain ssh with the key, no password possible.
+    let o = Command::new("ssh")
+        .arg("-F")
+        .arg(&cfg)
+        .args(["-o", "BatchMode=yes", "-i"])
+        .arg(home.path().join(".ssh/id_ed25519"))
+        .args(["yd", "id -un"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), u.name);
+}
