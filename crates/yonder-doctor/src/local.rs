@@ -255,7 +255,7 @@ fn agent_running() -> bool {
 
 /// ssh's default identities (`ssh -G` lists them when none is configured):
 /// missing ones are normal.
-const DEFAULT_IDENTITIES: &[&str] = &[
+pub(crate) const DEFAULT_IDENTITIES: &[&str] = &[
     "~/.ssh/id_rsa",
     "~/.ssh/id_ecdsa",
     "~/.ssh/id_ecdsa_sk",
@@ -454,6 +454,32 @@ fn config_checks(paths: &Paths) -> Vec<Check> {
         )),
     }
     out
+}
+
+/// The container engine CLI: `docker`, else `podman`, on PATH. Only
+/// whether one is there; talking to it is the container target's job.
+pub fn container_engine() -> Check {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for engine in ["docker", "podman"] {
+        if let Some(p) = std::env::split_paths(&path)
+            .map(|d| d.join(engine))
+            .find(|p| p.is_file())
+        {
+            return Check::ok(
+                "container-engine",
+                format!("container engine: {engine} ({})", p.display()),
+            );
+        }
+    }
+    Check::problem(
+        "container-engine",
+        "no container engine: neither docker nor podman is on PATH",
+        "containers and dev containers are run through a docker-compatible CLI",
+    )
+    .with_fix(Fix::manual(
+        "install one: Debian/Ubuntu `sudo apt-get install podman` (or Docker Engine: https://docs.docker.com/engine/install/); \
+         RHEL/Fedora `sudo dnf install podman`; macOS/Windows: Docker Desktop or Podman Desktop",
+    ))
 }
 
 /// Applies a local fix.

@@ -150,6 +150,7 @@ pub fn check(paths: &Paths, target: &str) -> Result<Vec<Check>, RemoteError> {
             host.display
         ),
     ));
+    out.extend(identity_checks(paths, &host, &resolved));
     let proxied = resolved.get("proxyjump").is_some_and(|v| v != "none")
         || resolved.get("proxycommand").is_some_and(|v| v != "none");
     if proxied {
@@ -261,6 +262,56 @@ pub fn check(paths: &Paths, target: &str) -> Result<Vec<Check>, RemoteError> {
         }
     }
     Ok(out)
+}
+
+/// The IdentityFiles ssh will offer this host: which exist, which are
+/// missing (only when named in a config: the defaults are optional), and
+/// PuTTY keys that OpenSSH cannot read.
+fn identity_checks(paths: &Paths, host: &Host, resolved: &Resolved) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut present = Vec::new();
+    for id in resolved.all("identityfile") {
+        let p = expand_tilde(id, &paths.home);
+        let is_default = crate::local::DEFAULT_IDENTITIES.contains(&id.as_str());
+        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ppk")) {
+            out.push(
+                Check::problem(
+                    "remote-identity-ppk",
+                    format!("IdentityFile {id} for {} is a PuTTY key", host.display),
+                    "OpenSSH cannot read .ppk files, so this key is never offered",
+                )
+                .with_fix(Fix::manual(format!(
+                    "yonder keys import-ppk {id}, then point IdentityFile at the converted key"
+                ))),
+            );
+        } else if p.exists() {
+            present.push(paths.tilde(&p));
+        } else if !is_default {
+            out.push(
+                Check::warning(
+                    "remote-identity-missing",
+                    format!("IdentityFile {id} for {} does not exist", host.display),
+                    "ssh skips it; the login may fall back to a password",
+                )
+                .with_fix(Fix::manual(format!(
+                    "fix the IdentityFile line in {}, or `yonder keys generate --file {id}`",
+                    paths.tilde(&paths.config)
+                ))),
+            );
+        }
+    }
+    out.push(Check::ok(
+        "remote-identities",
+        if present.is_empty() {
+            format!(
+                "no key file is offered to {} (agent keys still are)",
+                host.display
+            )
+        } else {
+            format!("keys offered to {}: {}", host.display, present.join(", "))
+        },
+    ));
+    out
 }
 
 fn tcp_banner(

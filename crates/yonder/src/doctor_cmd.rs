@@ -12,7 +12,22 @@ async fn gather(paths: &Paths, target: Option<&str>) -> anyhow::Result<Vec<Check
         let paths = paths.clone();
         tokio::task::spawn_blocking(move || yonder_doctor::local::check(&paths)).await?
     };
-    if let Some(t) = target {
+    // Containers: with a container target, or in a folder with a dev
+    // container definition.
+    let container_target = target.is_some_and(|t| {
+        matches!(
+            t.parse::<yonder_target::Target>(),
+            Ok(yonder_target::Target::Container { .. }
+                | yonder_target::Target::DevContainer { .. })
+        )
+    });
+    let devcontainer_here = [".devcontainer/devcontainer.json", ".devcontainer.json"]
+        .iter()
+        .any(|p| std::path::Path::new(p).is_file());
+    if container_target || devcontainer_here {
+        checks.push(yonder_doctor::local::container_engine());
+    }
+    if let Some(t) = target.filter(|_| !container_target) {
         let (paths, t2) = (paths.clone(), t.to_string());
         let remote = tokio::task::spawn_blocking(move || yonder_doctor::remote::check(&paths, &t2))
             .await?

@@ -308,11 +308,21 @@ fn an_unreachable_port_is_a_problem() {
     let cfg = s.dir.join("config-closed");
     std::fs::write(
         &cfg,
-        format!("Host closed\n  HostName 127.0.0.1\n  Port {port}\n  User {TEST_USER}\n"),
+        format!("Host closed\n  HostName 127.0.0.1\n  Port {port}\n  User {TEST_USER}\n  IdentityFile ~/.ssh/work.ppk\n  IdentityFile ~/.ssh/nokey\n"),
     )
     .unwrap();
     let (code, v, _) = doctor_target(&s, &cfg, "closed");
     assert_eq!(code, 1);
+    // The keys this host would be offered are checked first.
+    assert_eq!(check(&v, "remote-identity-ppk")["status"], "problem");
+    let missing = check(&v, "remote-identity-missing");
+    assert!(
+        missing["summary"]
+            .as_str()
+            .unwrap()
+            .contains("~/.ssh/nokey"),
+        "{missing}"
+    );
     let tcp = check(&v, "remote-tcp");
     assert_eq!(tcp["status"], "problem");
     assert!(
@@ -486,4 +496,65 @@ fn ssh_config_multiplex_is_safe_idempotent_and_works() {
     assert_eq!(code, 1);
     assert!(err.contains("not a host name"), "{err}");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), after);
+}
+
+/// Containers: the engine CLI is looked for (with a container target, or
+/// in a folder with a devcontainer.json) and its absence is a problem that
+/// says what to install.
+#[test]
+fn a_missing_container_engine_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    // A PATH with the OpenSSH tools and no docker or podman.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for t in ["ssh", "ssh-keygen", "ssh-add", "ssh-keyscan"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{t}"), bin.join(t)).unwrap();
+    }
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join(".devcontainer")).unwrap();
+    std::fs::write(project.join(".devcontainer/devcontainer.json"), "{}").unwrap();
+    for (cwd, args) in [
+        (dir.path(), vec!["doctor", "container://web", "--json"]),
+        (project.as_path(), vec!["doctor", "--json"]),
+    ] {
+        let (code, out, err) = run(Command::new(YONDER)
+            .current_dir(cwd)
+            .env("PATH", &bin)
+            .env("HOME", &home)
+            .args(&args));
+        assert_eq!(code, 1, "{args:?}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let c = check(&v, "container-engine");
+        assert_eq!(c["status"], "problem", "{c}");
+        assert!(
+            c["summary"]
+                .as_str()
+                .unwrap()
+                .contains("neither docker nor podman"),
+            "{c}"
+        );
+        assert!(
+            c["fix"]["command"]
+                .as_str()
+                .unwrap()
+                .contains("apt-get install podman"),
+            "{c}"
+        );
+    }
+    // No container in sight: no engine check.
+    let (_, out, _) = run(Command::new(YONDER)
+        .current_dir(dir.path())
+        .env("PATH", &bin)
+        .env("HOME", &home)
+        .args(["doctor", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != "container-engine")
+    );
 }
