@@ -494,10 +494,10 @@ pub fn apply(paths: &Paths, action: &FixAction) -> Result<String, String> {
             match sshconfig::add_multiplex(config, &paths.ssh_dir, host)
                 .map_err(|e| e.to_string())?
             {
-                sshconfig::MultiplexOutcome::AlreadyThere => {
+                sshconfig::EditOutcome::AlreadyThere => {
                     Ok("connection sharing was already set up".into())
                 }
-                sshconfig::MultiplexOutcome::Added { backup } => Ok(match backup {
+                sshconfig::EditOutcome::Added { backup } => Ok(match backup {
                     Some(b) => format!(
                         "connection sharing added to {} (backup: {})",
                         paths.tilde(config),

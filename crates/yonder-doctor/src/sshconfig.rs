@@ -208,9 +208,9 @@ pub fn with_multiplex(text: &str, host: &str, sockets: &str) -> Option<String> {
     Some(out)
 }
 
-/// What [`add_multiplex`] did.
+/// What an edit of the config did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MultiplexOutcome {
+pub enum EditOutcome {
     Added { backup: Option<PathBuf> },
     AlreadyThere,
 }
@@ -221,7 +221,7 @@ pub fn add_multiplex(
     config: &Path,
     ssh_dir: &Path,
     host: &str,
-) -> Result<MultiplexOutcome, ConfigError> {
+) -> Result<EditOutcome, ConfigError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !host_ok(host) {
         return Err(ConfigError::BadHost(host.into()));
@@ -254,10 +254,10 @@ pub fn add_multiplex(
         _ => sockets.display().to_string(),
     };
     match with_multiplex(&text, host, &home_rel) {
-        None => Ok(MultiplexOutcome::AlreadyThere),
+        None => Ok(EditOutcome::AlreadyThere),
         Some(new) => {
             let backup = crate::edit::replace_file(config, &new, 0o600)?;
-            Ok(MultiplexOutcome::Added { backup })
+            Ok(EditOutcome::Added { backup })
         }
     }
 }
@@ -287,9 +287,70 @@ pub fn passwd_home() -> Option<PathBuf> {
     }
 }
 
+/// The config text with `IdentityFile key` for `host` added in a marked
+/// block at the end (ssh collects every IdentityFile that applies, so this
+/// adds a key without displacing others), or `None` if that exact block is
+/// already there.
+pub fn with_identity(text: &str, host: &str, key: &str) -> Option<String> {
+    let begin = format!("# BEGIN yonder identity {host} {key}");
+    if text.lines().any(|l| l.trim() == begin) {
+        return None;
+    }
+    let mut out = text.to_string();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "{begin}\nHost {host}\n  IdentityFile {key}\n# END yonder identity {host} {key}\n"
+    ));
+    Some(out)
+}
+
+/// Adds `IdentityFile key` for `host` to `config` (atomic, with backup).
+pub fn add_identity(config: &Path, host: &str, key: &Path) -> Result<EditOutcome, ConfigError> {
+    if !host_ok(host) || host == "*" {
+        return Err(ConfigError::BadHost(host.into()));
+    }
+    let key_s = key.display().to_string();
+    if key_s
+        .chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '#')
+    {
+        return Err(ConfigError::BadHost(format!(
+            "{host} (key path {key_s:?} has spaces, quotes or #)"
+        )));
+    }
+    let text = match std::fs::read_to_string(config) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(ConfigError::Io {
+                path: config.into(),
+                source,
+            });
+        }
+    };
+    match with_identity(&text, host, &key_s) {
+        None => Ok(EditOutcome::AlreadyThere),
+        Some(new) => Ok(EditOutcome::Added {
+            backup: crate::edit::replace_file(config, &new, 0o600)?,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identity_block_is_added_once() {
+        let t = with_identity("Host a\n  User x", "devbox", "/k/id").unwrap();
+        assert!(t.starts_with("Host a\n  User x\n\n# BEGIN yonder identity devbox /k/id\nHost devbox\n  IdentityFile /k/id\n"));
+        assert_eq!(with_identity(&t, "devbox", "/k/id"), None);
+    }
 
     #[test]
     fn errors_are_read_with_file_and_line() {

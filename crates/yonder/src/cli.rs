@@ -186,6 +186,9 @@ pub enum KeysOp {
         /// Protect the new key with a new passphrase, asked on the terminal.
         #[arg(long, conflicts_with = "new_passphrase_file")]
         new_passphrase_prompt: bool,
+        /// Also add `IdentityFile OUT` for this host to your ssh_config (atomic, with backup).
+        #[arg(long, value_name = "HOST")]
+        add_to_host: Option<String>,
     },
 }
 

@@ -5,7 +5,7 @@ use crate::cli::{KeyTypeArg, KeysOp, SshConfigOp};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use yonder_doctor::keys::{self, KeyType};
-use yonder_doctor::sshconfig::{self, MultiplexOutcome};
+use yonder_doctor::sshconfig::{self, EditOutcome};
 
 pub async fn run(op: KeysOp) -> anyhow::Result<()> {
     match op {
@@ -32,6 +32,7 @@ pub async fn run(op: KeysOp) -> anyhow::Result<()> {
             no_passphrase,
             new_passphrase_file,
             new_passphrase_prompt,
+            add_to_host,
         } => {
             let new = if no_passphrase {
                 NewPassphrase::None
@@ -42,7 +43,29 @@ pub async fn run(op: KeysOp) -> anyhow::Result<()> {
             } else {
                 NewPassphrase::Same
             };
-            import_ppk(&file, out, passphrase_file.as_deref(), new)
+            let out = import_ppk(&file, out, passphrase_file.as_deref(), new)?;
+            if let Some(host) = add_to_host {
+                let paths = yonder_doctor::Paths::from_env().context("HOME is not set")?;
+                let key = std::path::absolute(&out).unwrap_or(out);
+                match sshconfig::add_identity(&paths.config, &host, &key)? {
+                    EditOutcome::AlreadyThere => println!(
+                        "{}: {host} already uses {}",
+                        paths.config.display(),
+                        key.display()
+                    ),
+                    EditOutcome::Added { backup } => {
+                        println!(
+                            "{}: added `IdentityFile {}` for {host}",
+                            paths.config.display(),
+                            key.display()
+                        );
+                        if let Some(b) = backup {
+                            println!("backup of the previous version: {}", b.display());
+                        }
+                    }
+                }
+            }
+            Ok(())
         }
     }
 }
@@ -141,12 +164,13 @@ enum NewPassphrase {
     Given(String),
 }
 
+/// Converts; returns where the OpenSSH key went.
 fn import_ppk(
     file: &Path,
     out: Option<PathBuf>,
     passphrase_file: Option<&Path>,
     new: NewPassphrase,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PathBuf> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the PuTTY key {}", file.display()))?;
     let out = match out {
@@ -198,10 +222,10 @@ fn import_ppk(
         eprintln!("yonder: warning: this key is weak: {w}; consider `yonder keys generate`");
     }
     println!(
-        "to use it for a host, add `IdentityFile {}` to its Host block in ~/.ssh/config",
+        "to use it for a host: --add-to-host HOST, or add `IdentityFile {}` to its Host block",
         out.display()
     );
-    Ok(())
+    Ok(out)
 }
 
 async fn copy(target: &str, key: Option<PathBuf>) -> anyhow::Result<()> {
@@ -231,11 +255,11 @@ pub fn ssh_config(op: SshConfigOp) -> anyhow::Result<()> {
         SshConfigOp::Multiplex { host } => {
             let paths = yonder_doctor::Paths::from_env().context("HOME is not set")?;
             match sshconfig::add_multiplex(&paths.config, &paths.ssh_dir, &host)? {
-                MultiplexOutcome::AlreadyThere => println!(
+                EditOutcome::AlreadyThere => println!(
                     "{}: connection sharing for {host} is already set up (nothing changed)",
                     paths.config.display()
                 ),
-                MultiplexOutcome::Added { backup } => {
+                EditOutcome::Added { backup } => {
                     println!(
                         "{}: added connection sharing for {host} (ControlMaster auto, ControlPersist {})",
                         paths.config.display(),

@@ -302,7 +302,43 @@ fn converted_ppk_keys_log_in_to_sshd() {
         authorized.push_str(&line);
         names.push(name);
     }
+    // One more, added to the config by `--add-to-host`.
+    let line = puttygen(&s.dir, "ppk-added", "ed25519", &["version=3"], None);
+    authorized.push_str(&line);
+    let cfg_add = s.write_config(
+        "config-add",
+        "yt",
+        "no-such-key",
+        "known_hosts",
+        "  BatchMode yes\n",
+    );
+    let (code, out, err) = run(yonder()
+        .env("YONDER_SSH_CONFIG", &cfg_add)
+        .args(["keys", "import-ppk", "--add-to-host", "yt"])
+        .arg(s.dir.join("ppk-added.ppk")));
+    assert_eq!(code, 0, "{err}");
+    assert!(String::from_utf8_lossy(&out).contains("backup of the previous version"));
+    let text = std::fs::read_to_string(&cfg_add).unwrap();
+    assert!(
+        text.contains(&format!(
+            "Host yt\n  IdentityFile {}\n",
+            s.dir.join("ppk-added").display()
+        )),
+        "{text}"
+    );
     std::fs::write(s.dir.join("authorized_keys"), authorized).unwrap();
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(&cfg_add)
+        .args(["yt", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the added IdentityFile logs in: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for name in names {
         let cfg = s.write_config(
             &format!("config-{name}"),
