@@ -116,8 +116,11 @@ SUSE `sudo zypper install openssh`; \
 macOS: System Settings > General > Sharing > Remote Login; \
 Windows 10 1809+/Server 2019+: `Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0` then `Start-Service sshd`";
 
-/// Everything learned about the host, as checks.
-pub fn check(paths: &Paths, target: &str) -> Result<Vec<Check>, RemoteError> {
+/// Everything learned about the host, as checks. With `interactive`, a
+/// host where key login needs a prompt is logged in to once through
+/// askpass (password, passphrase, 2FA) for the remote checks; otherwise
+/// those are skipped. Call from a blocking thread inside a tokio runtime.
+pub fn check(paths: &Paths, target: &str, interactive: bool) -> Result<Vec<Check>, RemoteError> {
     let host = Host::parse(target)?;
     let mut out = Vec::new();
     let resolved = match sshconfig::resolve(paths, &host.host, &host.dest_args()) {
@@ -259,6 +262,36 @@ pub fn check(paths: &Paths, target: &str) -> Result<Vec<Check>, RemoteError> {
                 )));
             }
             out.push(c);
+            if interactive {
+                // Log in the way the user can (askpass) to see why: often
+                // the remote modes StrictModes rejects.
+                let script = format!("sh -c '{}'", probe_script());
+                let handle = tokio::runtime::Handle::current();
+                match handle.block_on(run_with_askpass(paths, &host, &script, None, &[])) {
+                    Ok((true, text, _)) if text.contains(END) => {
+                        out.extend(remote_checks(&host, &text, paths));
+                    }
+                    Ok((_, _, err)) => out.push(Check::warning(
+                        "remote-login",
+                        format!(
+                            "the remote checks need a login: {}",
+                            yonder_target::ssh::classify(&host.display, &err)
+                        ),
+                        "modes and prerequisites on the host could not be checked",
+                    )),
+                    Err(e) => out.push(Check::warning(
+                        "remote-login",
+                        format!("the remote checks need a login: {e}"),
+                        "modes and prerequisites on the host could not be checked",
+                    )),
+                }
+            } else {
+                out.push(Check::warning(
+                    "remote-login",
+                    "remote modes and prerequisites were not checked (no key login, and no terminal to ask for a password)",
+                    "run `yonder doctor HOST` in a terminal to log in with a password for these checks",
+                ));
+            }
         }
     }
     Ok(out)

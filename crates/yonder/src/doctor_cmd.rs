@@ -29,9 +29,12 @@ async fn gather(paths: &Paths, target: Option<&str>) -> anyhow::Result<Vec<Check
     }
     if let Some(t) = target.filter(|_| !container_target) {
         let (paths, t2) = (paths.clone(), t.to_string());
-        let remote = tokio::task::spawn_blocking(move || yonder_doctor::remote::check(&paths, &t2))
-            .await?
-            .with_context(|| format!("checking {t}"))?;
+        let interactive = std::io::stdin().is_terminal();
+        let remote = tokio::task::spawn_blocking(move || {
+            yonder_doctor::remote::check(&paths, &t2, interactive)
+        })
+        .await?
+        .with_context(|| format!("checking {t}"))?;
         checks.extend(remote);
     }
     Ok(checks)

@@ -558,3 +558,107 @@ fn a_missing_container_engine_is_a_problem() {
             .all(|c| c["id"] != "container-engine")
     );
 }
+
+fn tmux(sock: &str, args: &[&str]) -> String {
+    let o = Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "tmux {args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// The user's story: key login broke because the remote home became
+/// world-writable. Doctor, in a terminal, logs in with the password
+/// (through askpass), finds the mode, fixes it over ssh, and key login
+/// works again.
+#[test]
+fn doctor_logs_in_with_a_password_to_fix_what_broke_key_login() {
+    let s = Sshd::start_with(&[
+        "-o",
+        "AuthorizedKeysFile=.ssh/authorized_keys",
+        "-o",
+        "PasswordAuthentication=yes",
+    ]);
+    let u = user_with_key_login(&s);
+    let mut rnd = [0u8; 6];
+    getrandom::fill(&mut rnd).unwrap();
+    let password = format!("pw-{}", hex::encode(rnd));
+    u.set_password(&password);
+    chmod(&u.home, 0o777);
+    let (ok, _) = login(&u);
+    assert!(!ok, "a world-writable home breaks key login");
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host yd\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  PreferredAuthentications publickey,password\n",
+            s.port,
+            u.name,
+            u.home.join(".ssh/id_ed25519").display(),
+            s.dir.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let sock = s.dir.join("tmux-doctor.sock").display().to_string();
+    let cmd = format!(
+        "env HOME={} YONDER_SSH_CONFIG={} {YONDER} doctor yd --fix --yes; echo exit=$?; sleep 60",
+        home.path().display(),
+        cfg.display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "p",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &cmd,
+        ],
+    );
+    let start = std::time::Instant::now();
+    let mut answered = 0;
+    let screen = loop {
+        let screen = tmux(&sock, &["capture-pane", "-p", "-S", "-", "-t", "p"]);
+        if screen.contains("exit=") {
+            break screen;
+        }
+        let prompts = screen.matches("password:").count();
+        if prompts > answered {
+            assert!(prompts <= 4, "too many password prompts:\n{screen}");
+            tmux(&sock, &["send-keys", "-t", "p", &password, "Enter"]);
+            answered = prompts;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "doctor did not finish:\n{screen}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+    assert!(answered >= 1, "the password was asked for:\n{screen}");
+    assert!(
+        screen.contains("problem  remote ~: mode 777 is group/world-writable"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("fixed: yd: chmod go-w {}", u.home.display())),
+        "{screen}"
+    );
+    assert!(screen.contains("exit=0"), "{screen}\n{}", s.log());
+    assert!(!screen.contains(&password), "the password is not echoed");
+    assert_eq!(mode(&u.home) & 0o022, 0);
+    let (ok, err) = login(&u);
+    assert!(ok, "key login works again: {err}");
+}
