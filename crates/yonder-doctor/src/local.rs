@@ -77,8 +77,9 @@ fn my_uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
-/// Judges one path: `want` is the mode to set; anything in `bad_bits` is a
-/// problem, any other difference from `want` a warning.
+/// Judges one path: `want` is the most it may allow and the mode a fix
+/// sets; a bit in `bad_bits` beyond it is a problem, any other extra bit a
+/// warning.
 fn mode_check(
     paths: &Paths,
     id: &str,
@@ -111,7 +112,8 @@ fn mode_check(
         );
     }
     let perm = mode & 0o777;
-    if perm == want || (bad_bits & perm == 0 && want == 0o700 && perm & 0o077 == 0) {
+    // Stricter than asked (a 0400 key, a 0500 ~/.ssh) is fine.
+    if perm & !want == 0 {
         return Some(Check::ok(id, format!("{name} mode {perm:03o}")));
     }
     let fix = Fix::auto(

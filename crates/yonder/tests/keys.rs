@@ -490,3 +490,63 @@ fn keys_copy_adds_the_key_once_and_key_login_then_works() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), u.name);
 }
+
+/// Passphrases typed at the terminal: the PuTTY key's (import-ppk) and a
+/// new key's, asked twice (generate --passphrase-prompt); never echoed.
+#[test]
+fn passphrases_are_asked_on_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pw = d.join("pw");
+    std::fs::write(&pw, "typed secret\n").unwrap();
+    let expected = puttygen(d, "t", "ed25519", &["version=3"], Some(&pw));
+    let sock = d.join("tmux.sock").display().to_string();
+    let cmd = format!(
+        "{YONDER} keys import-ppk {}; echo import=$?; {YONDER} keys generate --passphrase-prompt --file {}; echo generate=$?; sleep 60",
+        d.join("t.ppk").display(),
+        d.join("new").display()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "p",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            &cmd,
+        ],
+    );
+    pane_shows(&sock, "Passphrase for");
+    tmux(&sock, &["send-keys", "-t", "p", "typed secret", "Enter"]);
+    pane_shows(&sock, "import=0");
+    pane_shows(&sock, "New passphrase");
+    tmux(&sock, &["send-keys", "-t", "p", "second secret", "Enter"]);
+    pane_shows(&sock, "Same passphrase again");
+    tmux(&sock, &["send-keys", "-t", "p", "second secret", "Enter"]);
+    let screen = pane_shows(&sock, "generate=");
+    let _ = Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+    assert!(screen.contains("generate=0"), "{screen}");
+    assert!(
+        !screen.contains("secret"),
+        "nothing typed is echoed:\n{screen}"
+    );
+    let got = tool(
+        Command::new("ssh-keygen")
+            .args(["-y", "-P", "typed secret", "-f"])
+            .arg(d.join("t")),
+    );
+    assert_eq!(blob(&got), blob(&expected));
+    tool(
+        Command::new("ssh-keygen")
+            .args(["-y", "-P", "second secret", "-f"])
+            .arg(d.join("new")),
+    );
+}
