@@ -138,6 +138,19 @@ fn each_wrong_mode_is_found_and_fixed_and_sshd_accepts_the_key_again() {
         let (ok, err) = login(&u);
         assert!(ok, "{rel}: the login works again: {err}\n{}", s.log());
     }
+    // A file owned by someone else: a problem only root can fix, so the
+    // fix is printed, not applied.
+    let ak = u.home.join(".ssh/authorized_keys");
+    std::os::unix::fs::chown(&ak, Some(65534), None).unwrap();
+    let (code, out, _) = run(u.command(YONDER).args(["doctor", "--fix", "--yes"]));
+    assert_eq!(code, 1, "{}", text(&out));
+    let out = text(&out);
+    assert!(
+        out.contains("problem  ~/.ssh/authorized_keys belongs to uid 65534, not to you"),
+        "{out}"
+    );
+    assert!(out.contains("fix: sudo chown"), "{out}");
+    std::os::unix::fs::chown(&ak, Some(u.uid), None).unwrap();
     // --fix also turned on connection sharing, keeping the user's lines.
     let cfg = std::fs::read_to_string(u.home.join(".ssh/config")).unwrap();
     assert!(cfg.starts_with("# my own comment\nHost yd\n"), "{cfg}");
@@ -661,4 +674,23 @@ fn doctor_logs_in_with_a_password_to_fix_what_broke_key_login() {
     assert_eq!(mode(&u.home) & 0o022, 0);
     let (ok, err) = login(&u);
     assert!(ok, "key login works again: {err}");
+}
+
+/// No ssh client: a problem with this OS's install command.
+#[test]
+fn a_missing_ssh_client_says_how_to_install_it() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(Command::new(YONDER)
+        .env("HOME", home.path())
+        .env("YONDER_SSH", "/nonexistent/ssh")
+        .args(["doctor", "--json"]));
+    assert_eq!(code, 1, "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let c = check(&v, "ssh-client");
+    assert_eq!(c["status"], "problem", "{c}");
+    // This machine is Debian: the Debian line of the install table.
+    assert_eq!(
+        c["fix"]["command"], "sudo apt-get install openssh-client",
+        "{c}"
+    );
 }
