@@ -852,6 +852,16 @@ impl Drop for TempDir {
     }
 }
 
+/// The key line arrives on stdin: nothing user-controlled is in the
+/// command line. umask 077 makes a new ~/.ssh 0700 and a new file 0600.
+/// `set -f`: a `*` in the key's comment is not a glob; `printf %s`: a
+/// backslash in it is not an escape (dash's echo would expand it).
+pub const COPY_SCRIPT: &str = "umask 077; set -f; read -r k; set -- $k; f=$HOME/.ssh/authorized_keys; \
+        mkdir -p $HOME/.ssh || exit 3; \
+        if [ -f $f ] && grep -q -F -- \"$2\" $f; then echo ___YONDER_PRESENT___; exit 0; fi; \
+        if [ -s $f ] && [ $(tail -c 1 $f | wc -l) -eq 0 ]; then echo >> $f; fi; \
+        { printf %s \"$k\"; echo; } >> $f || exit 4; echo ___YONDER_ADDED___";
+
 /// What `keys copy` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyOutcome {
@@ -910,18 +920,7 @@ pub async fn copy_id(
         path: pub_path.into(),
         detail: e.to_string(),
     })?;
-    let blob = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    // The key line arrives on stdin: nothing user-controlled is in the
-    // command line. umask 077 makes a new ~/.ssh 0700 and a new file 0600.
-    let script = "umask 077; read -r k; set -- $k; f=$HOME/.ssh/authorized_keys; \
-        mkdir -p $HOME/.ssh || exit 3; \
-        if [ -f $f ] && grep -q -F -- \"$2\" $f; then echo ___YONDER_PRESENT___; exit 0; fi; \
-        if [ -s $f ] && [ $(tail -c 1 $f | wc -l) -eq 0 ]; then echo >> $f; fi; \
-        echo \"$k\" >> $f || exit 4; echo ___YONDER_ADDED___";
+    let script = COPY_SCRIPT;
     // The private key beside the .pub, when there, so a second run logs in
     // with it instead of asking for the password again.
     let private = pub_path.with_extension("");
@@ -954,7 +953,6 @@ pub async fn copy_id(
             out.trim()
         )));
     };
-    debug_assert!(!blob.is_empty());
     // Verify: a key login with nothing to ask.
     let mut verify_args: Vec<&str> = vec!["-T", "-o", "BatchMode=yes"];
     verify_args.extend(extra_ref.iter());
@@ -977,6 +975,13 @@ pub async fn copy_id(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_copy_script_is_safe_for_any_login_shell() {
+        for c in ['\'', '\\', '!', '\n'] {
+            assert!(!COPY_SCRIPT.contains(c), "{c:?} in {COPY_SCRIPT}");
+        }
+    }
 
     #[test]
     fn ls_modes_are_read() {
