@@ -349,7 +349,7 @@ fn key_checks(paths: &Paths) -> Vec<Check> {
             }
             let p = expand(id, &paths.home);
             if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("ppk")) {
-                continue; // reported below
+                continue; // reported below with the other PuTTY keys
             }
             if !p.exists() {
                 out.push(
@@ -366,7 +366,15 @@ fn key_checks(paths: &Paths) -> Vec<Check> {
             }
         }
     }
-    for ppk in ppk_files(&paths.ssh_dir) {
+    let mut ppks = ppk_files(&paths.ssh_dir);
+    let config_text = std::fs::read_to_string(&paths.config).unwrap_or_default();
+    for r in referenced_ppks(&config_text) {
+        let p = expand(&r, &paths.home);
+        if !ppks.contains(&p) && p.is_file() {
+            ppks.push(p);
+        }
+    }
+    for ppk in ppks {
         let converted = ppk.with_extension("");
         if converted.exists() {
             continue;
@@ -385,6 +393,33 @@ fn key_checks(paths: &Paths) -> Vec<Check> {
                 Fix::auto(cmd, FixAction::ConvertPpk { ppk: ppk.clone() })
             }),
         );
+    }
+    out
+}
+
+/// `IdentityFile …ppk` values in a config file's text (any Host block).
+/// Only used to offer conversions: what ssh does is decided by `ssh -G`.
+pub fn referenced_ppks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let l = l.trim();
+        if l.starts_with('#') {
+            continue;
+        }
+        let (k, v) = match l.find(|c: char| c.is_whitespace() || c == '=') {
+            Some(i) => (
+                &l[..i],
+                l[i..].trim_start_matches(|c: char| c.is_whitespace() || c == '='),
+            ),
+            None => continue,
+        };
+        if !k.eq_ignore_ascii_case("identityfile") {
+            continue;
+        }
+        let v = v.trim().trim_matches('"');
+        if v.to_ascii_lowercase().ends_with(".ppk") {
+            out.push(v.to_string());
+        }
     }
     out
 }
@@ -518,5 +553,17 @@ pub fn apply(paths: &Paths, action: &FixAction) -> Result<String, String> {
             Ok(format!("converted to {}", paths.tilde(&out)))
         }
         FixAction::RemoteChmod { .. } => Err("a remote fix: applied by the remote checks".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppk_identity_files_are_found_in_any_form() {
+        let text = "Host a\n  IdentityFile ~/keys/work.ppk\n\tidentityfile=\"/x y/k.PPK\"\n\
+                    # IdentityFile ~/commented.ppk\n  IdentityFile ~/.ssh/id_ed25519\n  IdentityFileX a.ppk\nIdentityFile\n";
+        assert_eq!(referenced_ppks(text), vec!["~/keys/work.ppk", "/x y/k.PPK"]);
     }
 }

@@ -694,3 +694,79 @@ fn a_missing_ssh_client_says_how_to_install_it() {
         "{c}"
     );
 }
+
+/// A PuTTY key named by an IdentityFile anywhere: found, and converted by
+/// `--fix` into a key ssh reads.
+#[test]
+fn a_referenced_ppk_is_converted_by_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    chmod(home, 0o700);
+    std::fs::create_dir_all(home.join("keys")).unwrap();
+    std::fs::create_dir(home.join(".ssh")).unwrap();
+    chmod(&home.join(".ssh"), 0o700);
+    let st = Command::new("puttygen")
+        .args([
+            "-q",
+            "-t",
+            "ecdsa",
+            "-O",
+            "private",
+            "--new-passphrase",
+            "/dev/null",
+            "-o",
+        ])
+        .arg(home.join("keys/work.ppk"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let cfg = home.join(".ssh/config");
+    std::fs::write(&cfg, "Host work\n  IdentityFile ~/keys/work.ppk\n").unwrap();
+    chmod(&cfg, 0o600);
+    let doctor = |args: &[&str]| {
+        run(Command::new(YONDER)
+            .env("HOME", home)
+            .env("YONDER_SSH_CONFIG", &cfg)
+            .env_remove("SSH_AUTH_SOCK")
+            .arg("doctor")
+            .args(args))
+    };
+    let (_, out, err) = doctor(&["--json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+    let c = check(&v, "key-ppk");
+    assert_eq!(c["summary"], "~/keys/work.ppk is a PuTTY key", "{c}");
+    assert_eq!(c["fix"]["automatic"], true);
+    let (code, out, err) = doctor(&["--fix", "--yes"]);
+    assert_eq!(code, 0, "{}\n{err}", text(&out));
+    assert!(
+        text(&out).contains("fixed: converted to ~/keys/work"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(mode(&home.join("keys/work")), 0o600);
+    let expected = Command::new("puttygen")
+        .arg(home.join("keys/work.ppk"))
+        .args(["-O", "public-openssh", "-o", "/dev/stdout"])
+        .output()
+        .unwrap();
+    let derived = Command::new("ssh-keygen")
+        .args(["-y", "-f"])
+        .arg(home.join("keys/work"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&derived.stdout).split_whitespace().nth(1),
+        text(&expected.stdout).split_whitespace().nth(1)
+    );
+    let (_, out, _) = doctor(&["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["id"] != "key-ppk"),
+        "{v:#}"
+    );
+}
