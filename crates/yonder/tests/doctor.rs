@@ -310,6 +310,18 @@ fn a_reachable_host_passes_every_check() {
             .unwrap()
             .contains("none")
     );
+    // After yonder installed its server there, doctor lists that version.
+    let (code, _, err) = run(s.cli().args(["info", "yt"]));
+    assert_eq!(code, 0, "{err}");
+    let (_, v, _) = doctor_target(&s, &s.config, "yt");
+    let installed = check(&v, "remote-yonder")["summary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        installed.contains(&format!("installed: {}", env!("CARGO_PKG_VERSION"))),
+        "{installed}"
+    );
 }
 
 /// Nothing listens on the port: a problem that says so, with the per-OS
