@@ -117,7 +117,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Also check this SSH host (name, port, host key, login, remote modes, prerequisites).
+    /// Also check this SSH host (name, port, host key, login, remote modes,
+    /// prerequisites); a `container://`/`devcontainer:` target checks the engine.
     pub target: Option<String>,
     /// Apply the fixes yonder can apply (asks before each unless --yes).
     #[arg(long)]
@@ -125,7 +126,8 @@ pub struct DoctorArgs {
     /// With --fix: apply without asking.
     #[arg(long, requires = "fix")]
     pub yes: bool,
-    /// Print JSON (one object: checks, problems).
+    /// Print JSON: {"checks": [{id, status, summary, why, fix: {command, automatic}}],
+    /// "problems", "warnings", "fixed"}.
     #[arg(long)]
     pub json: bool,
 }
@@ -160,6 +162,7 @@ pub enum KeysOp {
     },
     /// Append your public key to TARGET's ~/.ssh/authorized_keys (once), then check key login works.
     Copy {
+        /// The SSH host (as for ssh: an alias, USER@HOST:PORT, ssh://…).
         target: String,
         /// The public key to copy (default: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub).
         #[arg(long, value_name = "PUB")]
@@ -170,6 +173,7 @@ pub enum KeysOp {
     /// The new key keeps the PuTTY key's passphrase unless --no-passphrase or a
     /// new passphrase is given.
     ImportPpk {
+        /// The PuTTY key file (`.ppk`).
         file: PathBuf,
         /// Where to write the OpenSSH key (default: FILE without .ppk); never overwrites.
         #[arg(long, value_name = "PATH")]
