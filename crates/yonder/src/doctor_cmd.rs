@@ -8,6 +8,8 @@ use std::io::IsTerminal as _;
 use yonder_doctor::{Check, FixAction, Paths, Status};
 
 async fn gather(paths: &Paths, target: Option<&str>) -> anyhow::Result<Vec<Check>> {
+    // `local` is this machine: the local checks are all there is.
+    let target = target.filter(|t| *t != "local");
     let mut checks = {
         let paths = paths.clone();
         tokio::task::spawn_blocking(move || yonder_doctor::local::check(&paths)).await?
