@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use yonder_client::{Client, ConnectError};
+use yonder_devcontainer::engine::Engine;
 use yonder_server::rundir::{RunDir, RunDirError};
 
 /// A daemon that just decided to exit for idleness may close a connection it
@@ -48,16 +49,18 @@ pub struct ParseTargetError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error(
-        "{target}: this kind of target is not yet supported by this yonder ({what} targets are planned; use `local` for now)"
-    )]
-    NotYetSupported { target: Target, what: &'static str },
     #[error(transparent)]
     RunDir(#[from] RunDirError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
     #[error(transparent)]
     Ssh(#[from] ssh::SshError),
+    #[error("{0}")]
+    Container(String),
+    #[error(transparent)]
+    Engine(#[from] yonder_devcontainer::engine::EngineError),
+    #[error(transparent)]
+    DevContainer(#[from] yonder_devcontainer::up::UpError),
 }
 
 fn err(input: &str, reason: impl Into<String>) -> ParseTargetError {
@@ -224,6 +227,9 @@ pub struct ConnectOptions {
     pub run_dir: Option<PathBuf>,
     /// Told about slow steps (connecting, installing the server).
     pub reporter: Arc<dyn ssh::ConnectReporter>,
+    /// The container engine CLI for container targets; `None`: found on
+    /// PATH (or `YONDER_DOCKER_PATH`).
+    pub docker_path: Option<PathBuf>,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -244,7 +250,7 @@ impl Target {
     }
 
     pub async fn connect(&self, opts: &ConnectOptions) -> Result<Client, TargetError> {
-        let what = match self {
+        match self {
             Target::Local => return connect_local(&opts.exe, opts.run_dir.as_deref()).await,
             Target::Ssh { user, host, port } => {
                 // yonder's ControlMaster sockets live beside the daemon's
@@ -264,17 +270,101 @@ impl Target {
                 )
                 .await;
             }
-            Target::Container { .. } => "container",
-            Target::DevContainer { .. } => "dev container",
+            Target::Container { name } => {
+                return connect_container(self, name, opts).await;
+            }
+            Target::DevContainer { folder } => {
+                return connect_devcontainer(self, folder, opts).await;
+            }
             Target::Wsl { distro } => {
                 return ssh::connect_wsl(distro.clone(), &opts.exe, opts.reporter.as_ref()).await;
             }
-        };
-        Err(TargetError::NotYetSupported {
-            target: self.clone(),
-            what,
-        })
+        }
     }
+}
+
+/// `container://[USER@]NAME`: any running container, as its own user or USER.
+async fn connect_container(
+    t: &Target,
+    name: &str,
+    opts: &ConnectOptions,
+) -> Result<Client, TargetError> {
+    let (user, name) = match name.split_once('@') {
+        Some((u, n)) => (Some(u.to_string()), n),
+        None => (None, name),
+    };
+    let engine = Engine::detect(opts.docker_path.as_deref())?;
+    let found = engine.inspect(&[name.to_string()]).await?;
+    let Some(c) = found.into_iter().next() else {
+        return Err(TargetError::Container(format!(
+            "{t}: no container named {name:?} ({} ps lists the running ones)",
+            engine.program.display()
+        )));
+    };
+    if !c.running {
+        return Err(TargetError::Container(format!(
+            "{t}: container {name} is {}; start it with `{} start {name}`",
+            c.status,
+            engine.program.display()
+        )));
+    }
+    let h = ssh::SshHost::container(
+        t.to_string(),
+        engine.program.display().to_string(),
+        c.id,
+        user,
+        Vec::new(),
+        ssh::SshSettings::from_env(),
+    );
+    ssh::connect_container(h, &opts.exe, opts.reporter.as_ref()).await
+}
+
+/// `devcontainer:FOLDER`: the dev container `yonder up` made for FOLDER, as
+/// its remoteUser with its remoteEnv.
+async fn connect_devcontainer(
+    t: &Target,
+    folder: &Path,
+    opts: &ConnectOptions,
+) -> Result<Client, TargetError> {
+    use yonder_devcontainer::up;
+    let r = up::resolve(folder, None)?;
+    let engine = Engine::detect(opts.docker_path.as_deref())?;
+    let Some(c) = up::find_container(&engine, &r).await? else {
+        return Err(TargetError::Container(format!(
+            "{t}: no dev container for {} yet; run `yonder up --workspace-folder {}`",
+            r.workspace.display(),
+            folder.display()
+        )));
+    };
+    if !c.running {
+        return Err(TargetError::Container(format!(
+            "{t}: the dev container {} is {}; run `yonder up --workspace-folder {}` to start it",
+            up::short(&c.id),
+            c.status,
+            folder.display()
+        )));
+    }
+    let mut snippets: Vec<serde_json::Value> = c
+        .labels
+        .get(up::LABEL_METADATA)
+        .and_then(|l| yonder_devcontainer::metadata::parse_label(l).ok())
+        .unwrap_or_default();
+    if snippets.last().is_some_and(|l| l.get("id").is_none()) {
+        snippets.pop();
+    }
+    snippets.push(yonder_devcontainer::metadata::snippet(&r.value));
+    let merged = yonder_devcontainer::metadata::merge(&snippets);
+    let user = up::remote_user(&merged, &c);
+    let env = up::remote_env(&merged, &c);
+    let h = ssh::SshHost::container(
+        t.to_string(),
+        engine.program.display().to_string(),
+        c.id,
+        Some(user),
+        env,
+        ssh::SshSettings::from_env(),
+    );
+    ssh::connect_container(h, &opts.exe, opts.reporter.as_ref()).await
 }
 
 async fn connect_local(exe: &Path, run_dir: Option<&Path>) -> Result<Client, TargetError> {

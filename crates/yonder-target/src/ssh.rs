@@ -305,6 +305,33 @@ pub enum Via {
         program: String,
         distro: String,
     },
+    /// `ENGINE exec -i [-u USER] [-e K=V]... ID sh -c REMOTE`: a container
+    /// through its engine's CLI; nothing is published, no login needed.
+    Container {
+        program: String,
+        id: String,
+        user: Option<String>,
+        env: Vec<(String, String)>,
+    },
+}
+
+/// The argv that runs the POSIX sh command line `remote` in a container.
+pub fn container_argv(
+    program: &str,
+    id: &str,
+    user: Option<&str>,
+    env: &[(String, String)],
+    remote: &str,
+) -> Vec<String> {
+    let mut a = vec![program.to_string(), "exec".into(), "-i".into()];
+    if let Some(u) = user {
+        a.extend(["-u".into(), u.to_string()]);
+    }
+    for (k, v) in env {
+        a.extend(["-e".into(), format!("{k}={v}")]);
+    }
+    a.extend([id.to_string(), "sh".into(), "-c".into(), remote.to_string()]);
+    a
 }
 
 /// The argv that runs the POSIX sh command line `remote` in a WSL distro.
@@ -330,6 +357,32 @@ impl SshHost {
             control_dir: PathBuf::new(),
             multiplex: true,
             via: Via::Wsl { program, distro },
+        }
+    }
+
+    /// A container through `program` (docker or podman); `display` names
+    /// it in messages.
+    pub fn container(
+        display: String,
+        program: String,
+        id: String,
+        user: Option<String>,
+        env: Vec<(String, String)>,
+        settings: SshSettings,
+    ) -> Self {
+        Self {
+            user: None,
+            host: display,
+            port: None,
+            settings,
+            control_dir: PathBuf::new(),
+            multiplex: true,
+            via: Via::Container {
+                program,
+                id,
+                user,
+                env,
+            },
         }
     }
 
@@ -366,14 +419,31 @@ impl SshHost {
     fn program_name(&self) -> String {
         match &self.via {
             Via::Ssh => self.settings.program.clone(),
-            Via::Wsl { program, .. } => program.clone(),
+            Via::Wsl { program, .. } | Via::Container { program, .. } => program.clone(),
         }
     }
 
     fn command(&self, extra: &[&str], remote: Option<&str>) -> tokio::process::Command {
-        if let Via::Wsl { program, distro } = &self.via {
-            // ssh's own options (`extra`) mean nothing to wsl.exe.
-            let argv = wsl_argv(program, distro, remote.unwrap_or("true"));
+        let argv = match &self.via {
+            Via::Ssh => None,
+            // ssh's own options (`extra`) mean nothing to wsl.exe or an engine.
+            Via::Wsl { program, distro } => {
+                Some(wsl_argv(program, distro, remote.unwrap_or("true")))
+            }
+            Via::Container {
+                program,
+                id,
+                user,
+                env,
+            } => Some(container_argv(
+                program,
+                id,
+                user.as_deref(),
+                env,
+                remote.unwrap_or("true"),
+            )),
+        };
+        if let Some(argv) = argv {
             let mut c = tokio::process::Command::new(&argv[0]);
             c.args(&argv[1..]);
             return c;
@@ -839,6 +909,16 @@ pub async fn connect_wsl(
     reporter: &dyn ConnectReporter,
 ) -> Result<Client, crate::TargetError> {
     let h = SshHost::wsl(distro, SshSettings::from_env());
+    bootstrap(&h, own_exe, reporter).await
+}
+
+/// Connects to a container with the same probe, install and proxy steps,
+/// through `ENGINE exec -i`.
+pub async fn connect_container(
+    h: SshHost,
+    own_exe: &Path,
+    reporter: &dyn ConnectReporter,
+) -> Result<Client, crate::TargetError> {
     bootstrap(&h, own_exe, reporter).await
 }
 

@@ -85,6 +85,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring a project's dev container up: build, create or start it, run its
+    /// lifecycle commands, and put the yonder server inside.
+    ///
+    /// Prints one JSON line on stdout like the reference dev container CLI
+    /// (`{"outcome":"success","containerId":…}`); progress goes to stderr.
+    /// Afterwards every command works against `devcontainer:FOLDER`.
+    Up(UpArgs),
+    /// Print a dev container's configuration: substituted, and merged with
+    /// image or container metadata when there is any.
+    ReadConfiguration(DevContainerArgs),
+    /// Stop a project's dev container (it is kept for the next `up`).
+    Stop(DevContainerArgs),
+    /// Remove a project's dev container.
+    Down {
+        #[command(flatten)]
+        common: DevContainerArgs,
+        /// Also remove the container's anonymous volumes.
+        #[arg(long)]
+        volumes: bool,
+    },
+    /// List dev containers (any folder) with their folders and state.
+    Ps {
+        /// Container engine CLI (docker or podman); default: found on PATH.
+        #[arg(long, value_name = "PATH", env = "YONDER_DOCKER_PATH")]
+        docker_path: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the SSH setup here (and TARGET's): each finding with why and the exact fix.
     ///
     /// Exit code 0 when nothing is a problem (warnings are fine), 1 otherwise.
@@ -113,6 +142,45 @@ pub enum Command {
         #[command(subcommand)]
         command: ServerCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DevContainerArgs {
+    /// The project folder (default: the current directory).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub workspace_folder: PathBuf,
+    /// The devcontainer.json to use (default: found as the spec orders it).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Container engine CLI (docker or podman); default: docker when its
+    /// daemon answers, else podman.
+    #[arg(long, value_name = "PATH", env = "YONDER_DOCKER_PATH")]
+    pub docker_path: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub common: DevContainerArgs,
+    /// Remove an existing container first and create a new one.
+    #[arg(long, alias = "remove-existing-container")]
+    pub remove_existing: bool,
+    /// Recreate the container (rebuilding its image) when its configuration
+    /// changed since it was made.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Stop after the `waitFor` lifecycle command (default updateContentCommand).
+    #[arg(long)]
+    pub skip_non_blocking_commands: bool,
+    /// Do not run postAttachCommand.
+    #[arg(long)]
+    pub skip_post_attach: bool,
+    /// Do not install the yonder server in the container.
+    #[arg(long)]
+    pub no_server: bool,
 }
 
 #[derive(Debug, Args)]

@@ -27,7 +27,9 @@ pub async fn run(run_dir: Option<&Path>, args: ExecArgs) -> anyhow::Result<()> {
         Some(c) if target.is_local() => Some(std::path::absolute(&c)?),
         Some(c) => Some(c),
         None if target.is_local() => Some(std::env::current_dir()?),
-        None => None,
+        // In a dev container, programs start in the workspace (as the
+        // reference CLI's `exec` does).
+        None => crate::devcontainer_cmd::workspace_folder(&target).map(Into::into),
     };
     // Like a shell: 127 when the program is missing, 126 when it cannot run.
     let mut proc = match client.exec(req).await {

@@ -364,6 +364,86 @@ async fn auto_forward(
     anyhow::anyhow!("the target stopped reporting its ports")
 }
 
+/// A dev container's `forwardPorts` (with their `portsAttributes` labels)
+/// as local forwards to the same port numbers.
+pub fn devcontainer_ports(target: &str) -> anyhow::Result<Vec<(Spec, Option<String>)>> {
+    let Some(folder) = target.strip_prefix("devcontainer:") else {
+        return Ok(Vec::new());
+    };
+    let r = yonder_devcontainer::up::resolve(Path::new(folder), None)?;
+    let value = &r.value;
+    let mut out = Vec::new();
+    for p in value
+        .get("forwardPorts")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (host, port) = match p {
+            serde_json::Value::Number(n) => (
+                "127.0.0.1".to_string(),
+                n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            ),
+            serde_json::Value::String(s) => match s.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().ok()),
+                None => ("127.0.0.1".to_string(), s.parse().ok()),
+            },
+            _ => continue,
+        };
+        let Some(port) = port.filter(|p| *p != 0) else {
+            anyhow::bail!(
+                "{}: forwardPorts entry {p} is not a port",
+                r.file.path.display()
+            );
+        };
+        let label = value
+            .pointer(&format!("/portsAttributes/{port}/label"))
+            .and_then(serde_json::Value::as_str)
+            .map(String::from);
+        out.push((
+            Spec {
+                bind: None,
+                port,
+                host,
+                host_port: port,
+            },
+            label,
+        ));
+    }
+    Ok(out)
+}
+
+/// Listens for each of `ports` here (the same port number when free, else
+/// any) and forwards to the target; returns the addresses taken. For
+/// sessions that forward a dev container's ports while they run.
+pub async fn forward_ports(
+    client: &Client,
+    ports: Vec<(Spec, Option<String>)>,
+) -> anyhow::Result<Vec<SocketAddr>> {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut taken = Vec::new();
+    for (spec, label) in ports {
+        let listener = match TcpListener::bind((spec.bind(), spec.port)).await {
+            Ok(l) => l,
+            Err(_) => TcpListener::bind((spec.bind(), 0))
+                .await
+                .with_context(|| format!("listening on {}", spec.bind()))?,
+        };
+        let addr = listener.local_addr()?;
+        let label = label.map(|l| format!(" ({l})")).unwrap_or_default();
+        eprintln!("forwarding {addr} -> {}{label}", spec.to());
+        taken.push(addr);
+        tokio::spawn(serve_local(
+            listener,
+            client.clone(),
+            spec.host.clone(),
+            spec.host_port,
+            limit.clone(),
+        ));
+    }
+    Ok(taken)
+}
+
 pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()> {
     let local: Vec<Spec> = args
         .local
@@ -377,9 +457,17 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
         .map(|s| parse_spec(s))
         .collect::<Result<_, _>>()
         .map_err(|e| usage(format!("--remote {e}")))?;
+    // A dev container with nothing named: its configured forwardPorts.
+    let mut local = local;
+    if local.is_empty() && remote.is_empty() && !args.auto {
+        local = devcontainer_ports(&args.target)?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+    }
     if local.is_empty() && remote.is_empty() && !args.auto {
         return Err(usage(
-            "nothing to forward: give [BIND:]PORT:HOST:PORT, --remote [BIND:]PORT:HOST:PORT or --auto"
+            "nothing to forward: give [BIND:]PORT:HOST:PORT, --remote [BIND:]PORT:HOST:PORT or --auto (or forwardPorts in a dev container's config)"
                 .into(),
         ));
     }

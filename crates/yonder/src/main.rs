@@ -6,6 +6,7 @@
 
 mod cli;
 mod doctor_cmd;
+mod devcontainer_cmd;
 mod exec_cmd;
 mod format;
 mod forward_cmd;
@@ -64,6 +65,15 @@ pub async fn connect(
     cli_run_dir: Option<&std::path::Path>,
     target: &str,
 ) -> anyhow::Result<(Target, Client)> {
+    connect_with(cli_run_dir, target, None).await
+}
+
+/// [`connect`] with a container engine CLI chosen by the user.
+pub async fn connect_with(
+    cli_run_dir: Option<&std::path::Path>,
+    target: &str,
+    docker_path: Option<&std::path::Path>,
+) -> anyhow::Result<(Target, Client)> {
     let t: Target = target.parse().map_err(|e| {
         anyhow::Error::new(Exit {
             code: EXIT_USAGE,
@@ -76,6 +86,7 @@ pub async fn connect(
         exe,
         run_dir: cli_run_dir.map(Into::into),
         reporter: std::sync::Arc::new(progress::ConnectProgress::default()),
+        docker_path: docker_path.map(Into::into),
     };
     match t.connect(&opts).await {
         Ok(c) => Ok((t, c)),
@@ -141,6 +152,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor_cmd::run(args).await,
         Command::Keys { op } => keys_cmd::run(op).await,
         Command::SshConfig { op } => keys_cmd::ssh_config(op),
+        Command::Up(args) => devcontainer_cmd::up(run_dir, args).await,
+        Command::ReadConfiguration(args) => devcontainer_cmd::read_configuration(args).await,
+        Command::Stop(args) => devcontainer_cmd::stop(args).await,
+        Command::Down { common, volumes } => devcontainer_cmd::down(common, volumes).await,
+        Command::Ps { docker_path, json } => devcontainer_cmd::ps(docker_path, json).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "yonder", &mut std::io::stdout());
             Ok(())

@@ -71,6 +71,11 @@ pub async fn shell(
     command: Vec<OsString>,
 ) -> anyhow::Result<()> {
     let (t, client) = connect(run_dir, target).await?;
+    // A dev container's forwardPorts are forwarded while the shell runs
+    // (the reference CLI has no forwarding at all; VS Code does this).
+    let ports = crate::forward_cmd::devcontainer_ports(target)?;
+    crate::forward_cmd::forward_ports(&client, ports).await?;
+    let cwd = cwd.or_else(|| crate::devcontainer_cmd::workspace_folder(&t).map(PathBuf::from));
     let (rows, cols) = window_size().unwrap_or((24, 80));
     let mut argv = command.into_iter();
     let program = argv.next().map(PathBuf::from);

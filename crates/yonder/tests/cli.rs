@@ -199,11 +199,25 @@ fn exit_codes_tell_usage_unreachable_and_failure_apart() {
         err.contains("/no/wsl.exe") && err.contains("Windows"),
         "{err}"
     );
-    for t in ["container://web", "devcontainer:."] {
-        let (code, _, err) = run(d.cli().args(["info", t]));
-        assert_eq!(code, 255, "{t}: {err}");
-        assert!(err.contains("not yet supported"), "{err}");
-    }
+    // Container targets that do not exist say so (and how to make them).
+    let (code, _, err) = run(d
+        .cli()
+        .env(
+            "CONTAINERS_CONF",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf"),
+        )
+        .args(["info", "container://yonder-no-such-container"]));
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("no container named"), "{err}");
+    let (code, _, err) = run(d
+        .cli()
+        .current_dir(d.work())
+        .args(["info", "devcontainer:."]));
+    assert_eq!(code, 255, "{err}");
+    assert!(
+        err.contains("Dev container config") && err.contains("not found"),
+        "{err}"
+    );
     // A runtime directory that cannot exist: the target is unreachable.
     let blocker = d.work().join("file");
     std::fs::write(&blocker, "").unwrap();

@@ -1,0 +1,689 @@
+//! Dev containers against real Podman: `yonder up` from devcontainer.json,
+//! the lifecycle, variables, reuse and change detection, and every yonder
+//! command inside the container through `devcontainer:FOLDER`.
+//!
+//! The base image `localhost/yonder-test-base:bookworm` is a debootstrap'd
+//! Debian that `scripts/setup` imports (no registry is reachable here).
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The CLI's exit code, stdout and stderr.
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let (code, out, err) = common::run(cmd);
+    (code, String::from_utf8_lossy(&out).into_owned(), err)
+}
+
+const BASE: &str = "localhost/yonder-test-base:bookworm";
+
+fn containers_conf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf")
+}
+
+fn podman() -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+/// A project folder with a devcontainer.json; its containers are removed
+/// when the test ends, pass or fail.
+struct Project {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(config: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("dcproj").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
+        std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), config).unwrap();
+        Project {
+            dir,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path()).unwrap()
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn target(&self) -> String {
+        format!("devcontainer:{}", self.path().display())
+    }
+
+    fn yonder(&self) -> Command {
+        let mut c = Command::new(common::YONDER);
+        c.env("CONTAINERS_CONF", containers_conf())
+            .env("YONDER_STATE_DIR", self.state.path())
+            .env("YONDER_RUNTIME_DIR", self.state.path().join("run"));
+        c
+    }
+
+    fn up(&self, extra: &[&str]) -> (i32, Value, String) {
+        let (code, out, err) = run(self
+            .yonder()
+            .args(["up", "--workspace-folder"])
+            .arg(self.path())
+            .args(extra));
+        let line = out.lines().last().unwrap_or("");
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("up printed no JSON line ({e}): {out:?}\n{err}"));
+        (code, v, err)
+    }
+
+    fn up_ok(&self, extra: &[&str]) -> Value {
+        let (code, v, err) = self.up(extra);
+        assert_eq!(code, 0, "{v}\n{err}");
+        assert_eq!(v["outcome"], "success", "{v}\n{err}");
+        v
+    }
+
+    /// `yonder exec TARGET -- sh -c SCRIPT`'s stdout.
+    fn sh(&self, script: &str) -> String {
+        let (code, out, err) =
+            run(self
+                .yonder()
+                .args(["exec", &self.target(), "--", "sh", "-c", script]));
+        assert_eq!(code, 0, "{script}: {err}");
+        out
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let out = podman()
+            .args(["ps", "-a", "-q", "--filter"])
+            .arg(format!(
+                "label=devcontainer.local_folder={}",
+                self.path().display()
+            ))
+            .output()
+            .unwrap();
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = podman().args(["rm", "-f", "-t", "0", id]).output();
+        }
+    }
+}
+
+#[test]
+fn up_runs_the_lifecycle_and_every_command_works_inside() {
+    let p = Project::new(&format!(
+        r#"{{
+  // JSONC: comments and trailing commas
+  "image": "{BASE}",
+  "containerEnv": {{"GREETING": "hi from ${{localWorkspaceFolderBasename}}", "ID": "${{devcontainerId}}"}},
+  "remoteEnv": {{"MYPATH": "${{containerEnv:PATH}}:/extra", "FROM_HOST": "${{localEnv:YONDER_TEST_VAR:unset}}"}},
+  "initializeCommand": "echo init > initialized.txt",
+  "onCreateCommand": "echo oncreate >> /tmp/log",
+  "updateContentCommand": ["sh", "-c", "echo update >> /tmp/log"],
+  "postCreateCommand": {{"a": "sleep 0.5; echo a-done >> /tmp/log", "b": ["sh", "-c", "echo b-done >> /tmp/log"]}},
+  "postStartCommand": "echo start >> /tmp/log",
+  "postAttachCommand": "echo attach >> /tmp/log",
+}}"#
+    ));
+    p.write("src/main.rs", "fn main() { println!(\"needle\"); }\n");
+    let v = p.up_ok(&[]);
+    let name = p.path().file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(v["remoteUser"], "root");
+    assert_eq!(v["remoteWorkspaceFolder"], format!("/workspaces/{name}"));
+    assert_eq!(v["containerId"].as_str().unwrap().len(), 64, "{v}");
+    // initializeCommand ran on the host, in the project folder.
+    assert_eq!(
+        std::fs::read_to_string(p.dir.path().join("initialized.txt")).unwrap(),
+        "init\n"
+    );
+    // Every hook once, in order; the parallel pair both finished.
+    let log = p.sh("cat /tmp/log");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[..2], ["oncreate", "update"], "{log}");
+    let mut pair = lines[2..4].to_vec();
+    pair.sort();
+    assert_eq!(pair, ["a-done", "b-done"], "{log}");
+    assert_eq!(lines[4..], ["start", "attach"], "{log}");
+    // Variables at each phase, and remoteEnv reaching yonder's processes.
+    let env = p.sh("echo \"$GREETING|$MYPATH|${#ID}\"");
+    assert_eq!(
+        env.trim(),
+        format!(
+            "hi from {name}|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/extra|52"
+        )
+    );
+    // The workspace is bind-mounted: fs, search and exec see the project.
+    let ws = format!("/workspaces/{name}");
+    let (code, out, err) =
+        run(p
+            .yonder()
+            .args(["fs", &p.target(), "cat", &format!("{ws}/src/main.rs")]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("needle"));
+    let (code, out, err) = run(p.yonder().args(["search", &p.target(), "needle", &ws]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("src/main.rs:1:"), "{out}");
+    // A file written inside appears on the host (the same bind mount).
+    let (code, _, err) =
+        run(p
+            .yonder()
+            .args(["fs", &p.target(), "mkdir", &format!("{ws}/made-inside")]));
+    assert_eq!(code, 0, "{err}");
+    assert!(p.dir.path().join("made-inside").is_dir());
+
+    // Re-up of the running container: the same container, only
+    // postAttachCommand runs again.
+    let v2 = p.up_ok(&[]);
+    assert_eq!(v2["containerId"], v["containerId"]);
+    assert_eq!(p.sh("grep -c attach /tmp/log").trim(), "2");
+    assert_eq!(p.sh("grep -c oncreate /tmp/log").trim(), "1");
+    // After a stop, up restarts it: postStart and postAttach again, the
+    // once-per-container hooks not.
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["stop", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+    let v3 = p.up_ok(&[]);
+    assert_eq!(v3["containerId"], v["containerId"]);
+    let log = p.sh("cat /tmp/log");
+    assert_eq!(log.matches("oncreate").count(), 1, "{log}");
+    assert_eq!(log.matches("start").count(), 2, "{log}");
+    assert_eq!(log.matches("attach").count(), 3, "{log}");
+
+    // ps lists it; down removes it.
+    let (code, out, _) = run(p.yonder().args(["ps", "--json"]));
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["containerId"] == v["containerId"]
+                && c["folder"] == p.path().display().to_string()),
+        "{list}"
+    );
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["down", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(p.yonder().args(["exec", &p.target(), "--", "true"]));
+    assert_eq!(code, 255);
+    assert!(err.contains("yonder up"), "{err}");
+}
+
+#[test]
+fn a_changed_config_is_detected_and_rebuild_or_remove_existing_recreate() {
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "containerEnv": {{"V": "1"}}}}"#
+    ));
+    let v1 = p.up_ok(&["--no-server"]);
+    p.write(
+        ".devcontainer/devcontainer.json",
+        &format!(r#"{{"image": "{BASE}", "containerEnv": {{"V": "2"}}}}"#),
+    );
+    let (code, v2, err) = p.up(&["--no-server"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v2["containerId"], v1["containerId"]);
+    assert_eq!(v2["configChanged"], true, "{v2}");
+    assert!(err.contains("--rebuild"), "{err}");
+    let v3 = p.up_ok(&["--rebuild"]);
+    assert_ne!(v3["containerId"], v1["containerId"]);
+    assert_eq!(p.sh("echo $V").trim(), "2");
+    let v4 = p.up_ok(&["--remove-existing", "--no-server"]);
+    assert_ne!(v4["containerId"], v3["containerId"]);
+}
+
+#[test]
+fn dockerfile_configs_build_with_args_and_target() {
+    let p = Project::new(
+        r#"{"build": {"dockerfile": "Dockerfile", "args": {"WHO": "${localWorkspaceFolderBasename}"}, "target": "dev"},
+            "remoteUser": "dev", "workspaceFolder": "/src", "workspaceMount": "type=bind,source=${localWorkspaceFolder},target=/src"}"#,
+    );
+    p.write(
+        ".devcontainer/Dockerfile",
+        &format!(
+            "FROM {BASE} AS dev\nARG WHO\nRUN useradd -m dev && echo \"built for $WHO\" > /built.txt\nFROM dev AS other\nRUN false\n"
+        ),
+    );
+    let v = p.up_ok(&[]);
+    assert_eq!(v["remoteUser"], "dev");
+    assert_eq!(v["remoteWorkspaceFolder"], "/src");
+    let name = p.path().file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(p.sh("cat /built.txt").trim(), format!("built for {name}"));
+    // Tools run as remoteUser; the workspace is mounted where asked.
+    assert_eq!(
+        p.sh("id -un; ls /src/.devcontainer").trim(),
+        "dev\nDockerfile\ndevcontainer.json"
+    );
+}
+
+#[test]
+fn a_failing_hook_stops_the_rest_and_says_which() {
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "onCreateCommand": "echo about-to-fail; exit 7", "postCreateCommand": "touch /tmp/never"}}"#
+    ));
+    let (code, v, err) = p.up(&["--no-server"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(v["outcome"], "error");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("onCreateCommand from devcontainer.json failed with exit code 7")
+            && msg.contains("about-to-fail"),
+        "{msg}"
+    );
+    let out = podman()
+        .args(["ps", "-q", "--filter"])
+        .arg(format!(
+            "label=devcontainer.local_folder={}",
+            p.path().display()
+        ))
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let st = podman()
+        .args(["exec", &id, "test", "-e", "/tmp/never"])
+        .status()
+        .unwrap();
+    assert!(!st.success(), "postCreateCommand ran after a failure");
+}
+
+#[test]
+fn malformed_config_gets_line_and_column_and_a_missing_engine_is_named() {
+    let p = Project::new("{\n  \"image\": \"x\"\n  \"name\": \"no comma above\"\n}\n");
+    let (code, v, _) = p.up(&[]);
+    assert_eq!(code, 1);
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.ends_with("devcontainer.json:3:3: expected ',' or '}', found '\"'"),
+        "{msg}"
+    );
+    p.write(
+        ".devcontainer/devcontainer.json",
+        "{\"image\": \"x\", \"runArgs\": \"--init\"}",
+    );
+    let (code, out, err) = run(p
+        .yonder()
+        .args(["read-configuration", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("devcontainer.json:1:27: expected \"runArgs\" to be an array of strings"),
+        "{err}"
+    );
+    // A typo is a warning with the closest name, not silence.
+    p.write(
+        ".devcontainer/devcontainer.json",
+        "{\"image\": \"x\", \"postCreateComand\": \"x\"}",
+    );
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["read-configuration", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("did you mean \"postCreateCommand\""), "{err}");
+    // No engine at all: a clear message and the error JSON.
+    let (code, v, _) = {
+        let (code, out, err) = run(p
+            .yonder()
+            .env("PATH", "/nonexistent")
+            .args(["up", "--workspace-folder"])
+            .arg(p.path()));
+        (
+            code,
+            serde_json::from_str::<Value>(out.trim()).unwrap(),
+            err,
+        )
+    };
+    assert_eq!(code, 1);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("no container engine found"),
+        "{v}"
+    );
+}
+
+#[test]
+fn read_configuration_substitutes_container_env_only_once_the_container_exists() {
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "remoteEnv": {{"CONTAINER_PATH": "${{containerEnv:PATH}}"}}}}"#
+    ));
+    let read = || {
+        let (code, out, err) = run(p
+            .yonder()
+            .args(["read-configuration", "--json", "--workspace-folder"])
+            .arg(p.path()));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let before = read();
+    assert_eq!(
+        before["configuration"]["remoteEnv"]["CONTAINER_PATH"],
+        "${containerEnv:PATH}"
+    );
+    p.up_ok(&["--no-server"]);
+    let after = read();
+    assert!(
+        after["mergedConfiguration"]["remoteEnv"]["CONTAINER_PATH"]
+            .as_str()
+            .unwrap()
+            .contains("/usr/bin"),
+        "{after}"
+    );
+}
+
+#[test]
+fn attach_to_a_plain_running_container_and_two_dev_containers_at_once() {
+    let name = format!("yonder-plain-{}", std::process::id());
+    let st = podman()
+        .args(["run", "-d", "--init", "--name", &name, BASE, "sleep", "600"])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    struct Rm(String);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = podman().args(["rm", "-f", "-t", "0", &self.0]).output();
+        }
+    }
+    let _rm = Rm(name.clone());
+    let state = tempfile::tempdir().unwrap();
+    let mut c = Command::new(common::YONDER);
+    c.env("CONTAINERS_CONF", containers_conf())
+        .env("YONDER_RUNTIME_DIR", state.path().join("run"))
+        .args([
+            "exec",
+            &format!("container://{name}"),
+            "--",
+            "sh",
+            "-c",
+            "id -un; cat /etc/debian_version",
+        ]);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("root\n12."), "{out}");
+    // As another user of the container: the server goes into that user's home.
+    let st = podman()
+        .args(["exec", &name, "useradd", "-m", "alice"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, out, err) = run(Command::new(common::YONDER)
+        .env("CONTAINERS_CONF", containers_conf())
+        .env("YONDER_RUNTIME_DIR", state.path().join("run"))
+        .args([
+            "exec",
+            &format!("container://alice@{name}"),
+            "--",
+            "sh",
+            "-c",
+            "id -un; ls -d ~/.yonder/server/*",
+        ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("alice\n/home/alice/.yonder/server/"),
+        "{out}"
+    );
+    // A user whose home cannot be written gets told what to do.
+    let (code, _, err) = run(Command::new(common::YONDER)
+        .env("CONTAINERS_CONF", containers_conf())
+        .env("YONDER_RUNTIME_DIR", state.path().join("run"))
+        .args(["exec", &format!("container://nobody@{name}"), "--", "true"]));
+    assert_eq!(code, 255);
+    assert!(err.contains("YONDER_SERVER_INSTALL_PATH"), "{err}");
+    // A container that does not exist.
+    let (code, _, err) = run(Command::new(common::YONDER)
+        .env("CONTAINERS_CONF", containers_conf())
+        .args(["info", "container://no-such-container-yonder"]));
+    assert_eq!(code, 255);
+    assert!(err.contains("no container named"), "{err}");
+
+    // Two projects, two containers, both usable at once.
+    let a = Project::new(&format!(
+        r#"{{"image": "{BASE}", "containerEnv": {{"WHO": "a"}}}}"#
+    ));
+    let b = Project::new(&format!(
+        r#"{{"image": "{BASE}", "containerEnv": {{"WHO": "b"}}}}"#
+    ));
+    let (va, vb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.up_ok(&[]));
+        let tb = s.spawn(|| b.up_ok(&[]));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_ne!(va["containerId"], vb["containerId"]);
+    assert_eq!(a.sh("echo $WHO").trim(), "a");
+    assert_eq!(b.sh("echo $WHO").trim(), "b");
+}
+
+/// The reference CLI (@devcontainers/cli), installed by scripts/setup.
+fn reference_cli() -> Command {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/devcontainer-cli/node_modules/.bin/devcontainer");
+    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+    let mut c = Command::new(p);
+    c.env("CONTAINERS_CONF", containers_conf());
+    c
+}
+
+#[test]
+fn yonder_and_the_reference_cli_reuse_each_others_containers() {
+    let config = format!(
+        r#"{{"image": "{BASE}", "postCreateCommand": "echo created >> /tmp/creations", "postAttachCommand": "echo attached >> /tmp/attaches"}}"#
+    );
+    // Made by the reference CLI, found and reused by yonder: the same
+    // container, and its run-once markers are honoured.
+    let a = Project::new(&config);
+    let out = reference_cli()
+        .args(["up", "--docker-path", "podman", "--workspace-folder"])
+        .arg(a.path())
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let theirs: Value = serde_json::from_str(line.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {line}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(theirs["outcome"], "success", "{theirs}");
+    let ours = a.up_ok(&[]);
+    assert_eq!(ours["containerId"], theirs["containerId"]);
+    assert_eq!(
+        ours["remoteWorkspaceFolder"],
+        theirs["remoteWorkspaceFolder"]
+    );
+    assert_eq!(a.sh("cat /tmp/creations"), "created\n");
+    assert_eq!(a.sh("cat /tmp/attaches"), "attached\nattached\n");
+
+    // Made by yonder, found and reused by the reference CLI.
+    let b = Project::new(&config);
+    let ours = b.up_ok(&["--no-server"]);
+    let out = reference_cli()
+        .args(["up", "--docker-path", "podman", "--workspace-folder"])
+        .arg(b.path())
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let theirs: Value = serde_json::from_str(line.lines().last().unwrap_or("")).unwrap();
+    assert_eq!(theirs["containerId"], ours["containerId"], "{theirs}");
+    let out = reference_cli()
+        .args(["exec", "--docker-path", "podman", "--workspace-folder"])
+        .arg(b.path())
+        .args(["cat", "/tmp/creations"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "created\n");
+}
+
+#[test]
+fn local_features_install_in_order_with_options_env_and_hooks() {
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}",
+            "features": {{"./second": {{}}, "./hello": {{"greeting": "hey there", "loud": true}}}},
+            "onCreateCommand": "echo config >> /tmp/hooks"}}"#
+    ));
+    p.write(
+        ".devcontainer/hello/devcontainer-feature.json",
+        r#"{"id": "hello", "version": "1.0.0",
+            "options": {"greeting": {"type": "string", "default": "hi"},
+                        "loud": {"type": "boolean", "default": false},
+                        "name": {"type": "string", "default": "world"}},
+            "containerEnv": {"HELLO_HOME": "/opt/hello"},
+            "onCreateCommand": "echo hello-feature >> /tmp/hooks"}"#,
+    );
+    p.write(
+        ".devcontainer/hello/install.sh",
+        "#!/bin/sh\nset -e\nmkdir -p /opt/hello\necho \"$GREETING $NAME loud=$LOUD user=$_REMOTE_USER\" > /opt/hello/said\necho hello >> /opt/order\n",
+    );
+    p.write(
+        ".devcontainer/second/devcontainer-feature.json",
+        r#"{"id": "second", "installsAfter": ["hello"]}"#,
+    );
+    p.write(
+        ".devcontainer/second/install.sh",
+        "#!/bin/sh\nset -e\ntest -f /opt/hello/said\necho second >> /opt/order\n",
+    );
+    p.up_ok(&[]);
+    assert_eq!(
+        p.sh("cat /opt/hello/said").trim(),
+        "hey there world loud=true user=root"
+    );
+    assert_eq!(p.sh("cat /opt/order"), "hello\nsecond\n");
+    assert_eq!(p.sh("echo $HELLO_HOME").trim(), "/opt/hello");
+    // A feature's lifecycle command runs before devcontainer.json's.
+    assert_eq!(p.sh("cat /tmp/hooks"), "hello-feature\nconfig\n");
+
+    // A key without "./" gets the reference CLI's hint.
+    p.write(
+        ".devcontainer/devcontainer.json",
+        &format!(r#"{{"image": "{BASE}", "features": {{"hello": {{}}}}}}"#),
+    );
+    let (code, v, _) = p.up(&["--remove-existing", "--no-server"]);
+    assert_eq!(code, 1);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("prepend your Feature name with"),
+        "{v}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn forward_ports_from_the_config_reach_a_server_in_the_container() {
+    let port = free_port();
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "forwardPorts": [{port}], "portsAttributes": {{"{port}": {{"label": "perl echo"}}}}}}"#
+    ));
+    p.up_ok(&[]);
+    // A one-shot server inside the container (perl is in Debian's minbase).
+    let server = format!(
+        "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \"127.0.0.1:{port}\", Listen => 5, ReuseAddr => 1) or die; print \"ready\\n\"; $|=1; $c = $s->accept; $l = <$c>; print $c \"echo:$l\"; close $c' "
+    );
+    let mut srv = p
+        .yonder()
+        .args(["exec", &p.target(), "--", "sh", "-c", &server])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(srv.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // `yonder forward devcontainer:…` with no specs forwards forwardPorts,
+    // to the same port number here.
+    let mut fwd = p
+        .yonder()
+        .args(["forward", &p.target()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut fout = std::io::BufReader::new(fwd.stdout.take().unwrap());
+    let mut announced = String::new();
+    std::io::BufRead::read_line(&mut fout, &mut announced).unwrap();
+    assert!(
+        announced.contains(&format!("127.0.0.1:{port}")),
+        "{announced}"
+    );
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut sock, b"ping\n").unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut sock, &mut reply).unwrap();
+    assert_eq!(reply, "echo:ping\n");
+    let _ = fwd.kill();
+    let _ = fwd.wait();
+    assert!(srv.wait().unwrap().success());
+    // exec starts in the workspace folder.
+    let name = p.path().file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(p.sh("pwd").trim(), format!("/workspaces/{name}"));
+}
+
+#[test]
+fn compose_configs_start_the_project_and_connect_to_the_service() {
+    let p = Project::new(
+        r#"{"dockerComposeFile": ["docker-compose.yml"], "service": "app",
+            "workspaceFolder": "/workspace", "containerEnv": {"ROLE": "primary"},
+            "postCreateCommand": "echo created > /tmp/created"}"#,
+    );
+    p.write(
+        ".devcontainer/docker-compose.yml",
+        &format!(
+            "version: \"3\"\nservices:\n  app:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n    volumes:\n      - ..:/workspace\n  db:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n"
+        ),
+    );
+    p.write("hello.txt", "from the host\n");
+    let v = p.up_ok(&[]);
+    assert_eq!(v["remoteWorkspaceFolder"], "/workspace");
+    assert_eq!(
+        p.sh("cat hello.txt; echo $ROLE; cat /tmp/created"),
+        "from the host\nprimary\ncreated\n"
+    );
+    // Both services run, in one project named after the folder.
+    let project = format!(
+        "{}_devcontainer",
+        p.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+    );
+    let out = podman()
+        .args(["ps", "--format", "{{.Names}}", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(names.lines().count(), 2, "{names}");
+    // Re-up reuses the container; down removes the project.
+    assert_eq!(p.up_ok(&["--no-server"])["containerId"], v["containerId"]);
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["down", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+    let out = podman()
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
