@@ -496,6 +496,35 @@ fn config_checks(paths: &Paths) -> Vec<Check> {
 /// The container engine CLI: `docker`, else `podman`, on PATH. Only
 /// whether one is there; talking to it is the container target's job.
 pub fn container_engine() -> Check {
+    // The engine the user chose for dev containers (`--docker-path`'s variable).
+    if let Some(chosen) = std::env::var_os("YONDER_DOCKER_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(&chosen);
+        let found = if p.components().count() > 1 {
+            p.is_file().then(|| p.clone())
+        } else {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            std::env::split_paths(&path)
+                .map(|d| d.join(&p))
+                .find(|p| p.is_file())
+        };
+        return match found {
+            Some(f) => Check::ok(
+                "container-engine",
+                format!("container engine: {} (YONDER_DOCKER_PATH)", f.display()),
+            ),
+            None => Check::problem(
+                "container-engine",
+                format!(
+                    "YONDER_DOCKER_PATH names {}, which is not there",
+                    p.display()
+                ),
+                "containers and dev containers are run through that CLI",
+            )
+            .with_fix(Fix::manual(
+                "install it, or unset YONDER_DOCKER_PATH to use docker or podman from PATH",
+            )),
+        };
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for engine in ["docker", "podman"] {
         if let Some(p) = std::env::split_paths(&path)

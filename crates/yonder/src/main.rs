@@ -5,8 +5,8 @@
 //! `yonder-target`.
 
 mod cli;
-mod doctor_cmd;
 mod devcontainer_cmd;
+mod doctor_cmd;
 mod exec_cmd;
 mod format;
 mod forward_cmd;

@@ -568,6 +568,23 @@ fn a_missing_container_engine_is_a_problem() {
             "{c}"
         );
     }
+    // An engine chosen by YONDER_DOCKER_PATH that is not there.
+    let (code, out, _) = run(Command::new(YONDER)
+        .current_dir(&project)
+        .env("PATH", &bin)
+        .env("HOME", &home)
+        .env("YONDER_DOCKER_PATH", "/nonexistent/docker")
+        .args(["doctor", "--json"]));
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let c = check(&v, "container-engine");
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .contains("YONDER_DOCKER_PATH names /nonexistent/docker"),
+        "{c}"
+    );
     // No container in sight: no engine check.
     let (_, out, _) = run(Command::new(YONDER)
         .current_dir(dir.path())
