@@ -1,5 +1,6 @@
-//! Dev Container Features from local folders (`"./name"` keys), built into
-//! an image layer on top of the config's image.
+//! Dev Container Features, from local folders (`"./name"` keys) or OCI
+//! registries ([`crate::oci`]), built into an image layer on top of the
+//! config's image.
 //!
 //! A feature folder holds `devcontainer-feature.json` (id, options with
 //! defaults, `dependsOn`, `installsAfter`, metadata such as `containerEnv`
@@ -84,11 +85,16 @@ pub fn read(
     };
     let mut out = Vec::new();
     for (key, opts) in features {
-        let Some(rel) = key.strip_prefix("./") else {
-            if key.contains('/') || key.contains(':') {
+        let dir = if let Some(rel) = key.strip_prefix("./") {
+            base.join(rel)
+        } else if let Some(r) = crate::oci::parse(key) {
+            eprintln!("Fetching feature {r}...");
+            crate::oci::fetch(&r, &crate::oci::cache_dir()).map_err(|e| invalid(key, e))?
+        } else {
+            if key.contains("://") {
                 return Err(invalid(
                     key,
-                    "features from registries or URLs are not installed by this yonder yet; copy the feature into .devcontainer/ and reference it as \"./NAME\"".into(),
+                    "features from tarball URLs are not installed by this yonder yet; use a registry reference or a local \"./NAME\" folder".into(),
                 ));
             }
             return Err(invalid(
@@ -98,7 +104,6 @@ pub fn read(
                 ),
             ));
         };
-        let dir = base.join(rel);
         let manifest_path = dir.join("devcontainer-feature.json");
         let text = std::fs::read_to_string(&manifest_path)
             .map_err(|e| invalid(key, format!("cannot read {}: {e}", manifest_path.display())))?;

@@ -5,7 +5,8 @@
 //!   line:column errors);
 //! - [`vars`] substitutes `${…}` variables in the reference CLI's phases;
 //! - [`metadata`] merges image metadata by the spec's rules;
-//! - [`features`] installs local Dev Container Features into an image layer;
+//! - [`features`] installs Dev Container Features (local, or from an OCI
+//!   registry through [`oci`]) into an image layer;
 //! - [`compose`] runs Docker Compose configurations;
 //! - [`engine`] drives `docker`/`podman`;
 //! - [`lifecycle`] runs the lifecycle commands;
@@ -22,5 +23,6 @@ pub mod features;
 pub mod jsonc;
 pub mod lifecycle;
 pub mod metadata;
+pub mod oci;
 pub mod up;
 pub mod vars;

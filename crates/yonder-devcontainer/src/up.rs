@@ -776,7 +776,8 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
     // a bad feature fails fast.
     let features = match r.value.get("features").and_then(Value::as_object) {
         Some(f) if !f.is_empty() => {
-            let list = crate::features::read(&r.file.path, f)?;
+            // Registry fetches are blocking HTTP: keep them off the reactor.
+            let list = tokio::task::block_in_place(|| crate::features::read(&r.file.path, f))?;
             let over: Vec<String> = r
                 .value
                 .get("overrideFeatureInstallOrder")

@@ -687,3 +687,157 @@ fn compose_configs_start_the_project_and_connect_to_the_service() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
+
+/// A real OCI registry (Debian's docker-registry, distribution 2.8) on
+/// 127.0.0.1, stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/setup installs it)");
+        let r = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn upload(&self, name: &str, data: &[u8]) -> String {
+        use sha2::Digest;
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .build()
+            .into();
+        let resp = agent
+            .post(format!(
+                "http://127.0.0.1:{}/v2/{name}/blobs/uploads/",
+                self.port
+            ))
+            .send_empty()
+            .unwrap();
+        let loc = resp
+            .headers()
+            .get("location")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let url = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("http://127.0.0.1:{}{loc}", self.port)
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        agent
+            .put(format!("{url}{sep}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .send(data)
+            .unwrap();
+        digest
+    }
+
+    /// Publishes a feature folder as the spec's OCI artifact.
+    fn publish_feature(&self, name: &str, tag: &str, folder: &Path) {
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(folder)
+            .args(["-cf", "-", "."])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let layer = self.upload(name, &out.stdout);
+        let config = self.upload(name, b"{}");
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.devcontainers", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/vnd.devcontainers.layer.v1+tar", "digest": layer,
+                        "size": out.stdout.len(), "annotations": {"org.opencontainers.image.title": "feature.tgz"}}],
+        });
+        ureq::put(format!(
+            "http://127.0.0.1:{}/v2/{name}/manifests/{tag}",
+            self.port
+        ))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .send(manifest.to_string().as_bytes())
+        .unwrap();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn oci_features_come_from_a_real_registry_and_are_cached() {
+    let reg = Registry::start();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        src.path().join("devcontainer-feature.json"),
+        r#"{"id": "greeter", "version": "1.2.0", "options": {"who": {"type": "string", "default": "registry"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        src.path().join("install.sh"),
+        "#!/bin/sh\nset -e\necho \"greetings from the $WHO\" > /greeter\n",
+    )
+    .unwrap();
+    reg.publish_feature("features/greeter", "1", src.path());
+    let r = format!("127.0.0.1:{}/features/greeter:1", reg.port);
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "features": {{"{r}": {{"who": "test registry"}}}}}}"#
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let up = |extra: &[&str]| {
+        let (code, out, err) = run(p
+            .yonder()
+            .env("YONDER_CACHE_DIR", cache.path())
+            .args(["up", "--no-server", "--workspace-folder"])
+            .arg(p.path())
+            .args(extra));
+        (code, out, err)
+    };
+    let (code, out, err) = up(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(p.sh("cat /greeter"), "greetings from the test registry\n");
+    // The registry goes away: the cached copy still brings a new container up.
+    drop(reg);
+    let (code, out, err) = up(&["--remove-existing"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("using the copy fetched earlier"), "{err}");
+    assert_eq!(p.sh("cat /greeter"), "greetings from the test registry\n");
+}
