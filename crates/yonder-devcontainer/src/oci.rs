@@ -46,7 +46,9 @@ impl std::fmt::Display for OciRef {
 /// Parses `REGISTRY/PATH[:TAG|@DIGEST]`; `None` when it is not one.
 pub fn parse(s: &str) -> Option<OciRef> {
     let (registry, rest) = s.split_once('/')?;
-    if !(registry.contains('.') || registry.contains(':') || registry == "localhost") {
+    if registry.starts_with('.')
+        || !(registry.contains('.') || registry.contains(':') || registry == "localhost")
+    {
         return None;
     }
     let (path, reference) = if let Some((p, d)) = rest.split_once('@') {

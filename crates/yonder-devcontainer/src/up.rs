@@ -386,6 +386,7 @@ async fn prepare_image(
     engine: &Engine,
     r: &Resolved,
     no_cache: bool,
+    inspected: Option<Value>,
 ) -> Result<(String, Value), UpError> {
     if let Some(df) = r.value.pointer("/build/dockerfile").and_then(Value::as_str) {
         let dir = r.config_dir();
@@ -456,6 +457,9 @@ async fn prepare_image(
         .str("image")
         .ok_or_else(|| UpError::Other("the config has no image".into()))?
         .to_string();
+    if let Some(i) = inspected {
+        return Ok((image, i));
+    }
     if let Some(i) = engine.inspect_image(&image).await? {
         return Ok((image, i));
     }
@@ -805,7 +809,18 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
         )
         .await?;
     }
-    let mut existing = find_container(engine, r).await?;
+    // Looking for the container and inspecting the image are independent:
+    // both at once save one engine round trip when a container is made.
+    let image_ref = r
+        .str("image")
+        .filter(|_| !r.is_compose() && r.value.get("build").is_none());
+    let (existing, pre_inspect) = tokio::join!(find_container(engine, r), async {
+        match image_ref {
+            Some(i) => engine.inspect_image(i).await.ok().flatten(),
+            None => None,
+        }
+    });
+    let mut existing = existing?;
     let mut config_changed = false;
     if let Some(c) = &existing {
         let changed = c
@@ -881,7 +896,8 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             (c, metadata::merge(&snippets), true)
         }
         None => {
-            let (mut image, mut inspect) = prepare_image(engine, r, opts.rebuild).await?;
+            let (mut image, mut inspect) =
+                prepare_image(engine, r, opts.rebuild, pre_inspect).await?;
             if !features.is_empty() {
                 let mut base_meta = image_metadata(&inspect);
                 let mut with_conf = base_meta.clone();

@@ -78,6 +78,11 @@ pub enum Command {
     Find(FindArgs),
     /// Forward TCP ports between here and the target, like ssh -L / -R.
     Forward(ForwardArgs),
+    /// Open the browser workbench on the target: file tree, editors, terminals, search, ports.
+    ///
+    /// Serves on 127.0.0.1 and prints a URL with a one-time token; opens the
+    /// browser when there is a display. Stop it with Ctrl-C.
+    Web(WebArgs),
     /// Show the target's OS, architecture, user and yonder version.
     Info {
         target: String,
@@ -395,6 +400,19 @@ pub struct ForwardArgs {
     /// Print the mappings as JSON lines.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    pub target: String,
+    /// The folder to open (default: the current directory on `local`, the home directory elsewhere).
+    pub folder: Option<std::path::PathBuf>,
+    /// Port on 127.0.0.1 (default: a random free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Do not open a browser; just print the URL.
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 #[derive(Debug, Args)]

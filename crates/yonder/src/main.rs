@@ -16,6 +16,7 @@ mod progress;
 mod search_cmd;
 mod terminal_cmd;
 mod watch_cmd;
+mod web_cmd;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser};
@@ -144,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => search_cmd::search(run_dir, args).await,
         Command::Find(args) => search_cmd::find(run_dir, args).await,
         Command::Forward(args) => forward_cmd::run(run_dir, args).await,
+        Command::Web(args) => web_cmd::run(run_dir, args).await,
         Command::Info { target, json } => {
             let (_, client) = connect(run_dir, &target).await?;
             let info = client.info().await?;

@@ -841,3 +841,130 @@ fn oci_features_come_from_a_real_registry_and_are_cached() {
     assert!(err.contains("using the copy fetched earlier"), "{err}");
     assert_eq!(p.sh("cat /greeter"), "greetings from the test registry\n");
 }
+
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn pane_shows(socket: &str, needle: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = tmux(socket, &["capture-pane", "-p", "-t", "dc"]);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "pane never showed {needle:?}:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn shell_and_watch_work_inside_the_dev_container() {
+    let p = Project::new(&format!(r#"{{"image": "{BASE}"}}"#));
+    p.up_ok(&[]);
+    let name = p.path().file_name().unwrap().to_string_lossy().to_string();
+    // A real terminal (tmux) running `yonder shell` into the container.
+    let sock = p.state.path().join("tmux.sock").display().to_string();
+    let shell = format!(
+        "env CONTAINERS_CONF={} YONDER_STATE_DIR={} YONDER_RUNTIME_DIR={} {} shell {} -- bash --norc --noprofile; echo shell-exit=$?; sleep 60",
+        containers_conf().display(),
+        p.state.path().display(),
+        p.state.path().join("run").display(),
+        common::YONDER,
+        p.target()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "dc",
+            "-x",
+            "90",
+            "-y",
+            "25",
+            &shell,
+        ],
+    );
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["-S", &self.0, "kill-server"])
+                .status();
+        }
+    }
+    let _kill = Kill(sock.clone());
+    tmux(
+        &sock,
+        &[
+            "send-keys",
+            "-t",
+            "dc",
+            "pwd; stty size; echo ready-$((2*21))",
+            "Enter",
+        ],
+    );
+    let text = pane_shows(&sock, "ready-42");
+    assert!(text.contains(&format!("/workspaces/{name}")), "{text}");
+    assert!(text.contains("25 90"), "{text}");
+    tmux(&sock, &["send-keys", "-t", "dc", "exit 3", "Enter"]);
+    pane_shows(&sock, "shell-exit=3");
+
+    // Watching the workspace inside the container sees a file made on the host.
+    let ws = format!("/workspaces/{name}");
+    let mut watch = p
+        .yonder()
+        .args(["fs", &p.target(), "watch", &ws, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(watch.stdout.take().unwrap());
+    // Keep making the file until the watch reports it (the watch starts
+    // asynchronously; bounded by the deadline).
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) > 0 {
+            if line.contains("from-host.txt") {
+                let _ = tx.send(line.clone());
+                return;
+            }
+            line.clear();
+        }
+    });
+    let start = std::time::Instant::now();
+    let event = loop {
+        p.write(
+            &format!("from-host-{}.tmp", start.elapsed().as_millis()),
+            "x",
+        );
+        p.write("from-host.txt", &format!("{:?}", start.elapsed()));
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
+            break l;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "no watch event for from-host.txt"
+        );
+    };
+    assert!(event.contains(&format!("{ws}/from-host.txt")), "{event}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
