@@ -111,7 +111,7 @@ fn is_confirmation(prompt: &str) -> bool {
 
 /// Asks on the controlling terminal. `None` when there is none or the user
 /// ends input (ssh then treats the prompt as cancelled).
-fn ask_on_terminal(prompt: &str) -> Option<String> {
+pub fn ask_on_terminal(prompt: &str) -> Option<String> {
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

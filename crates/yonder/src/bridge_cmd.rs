@@ -109,6 +109,7 @@ pub fn ssh_config(op: SshConfigOp) -> anyhow::Result<()> {
     let files = ssh_config::Files::in_dir(&ssh_dir()?);
     match op {
         SshConfigOp::Add { target, name, user } => add_alias(&target, name, user, false),
+        SshConfigOp::Multiplex { host } => crate::keys_cmd::multiplex(host),
         SshConfigOp::Remove { alias } => {
             if files.remove(&alias)? {
                 println!("removed {alias} from {}", files.managed.display());

@@ -125,7 +125,17 @@ pub enum Command {
     /// target: `ProxyCommand yonder ssh-proxy TARGET`. `yonder ssh-config add`
     /// writes that for you.
     SshProxy(SshProxyArgs),
-    /// Add or remove `Host` entries that reach yonder targets through ssh-proxy.
+    /// Check the SSH setup here (and TARGET's): each finding with why and the exact fix.
+    ///
+    /// Exit code 0 when nothing is a problem (warnings are fine), 1 otherwise.
+    Doctor(DoctorArgs),
+    /// SSH keys: generate one, copy it to a host, import a PuTTY key.
+    Keys {
+        #[command(subcommand)]
+        op: KeysOp,
+    },
+    /// Your ssh_config: `Host` entries that reach yonder targets through
+    /// ssh-proxy, and connection sharing (atomic edits, with backups).
     SshConfig {
         #[command(subcommand)]
         op: SshConfigOp,
@@ -193,6 +203,87 @@ pub struct SshProxyArgs {
     pub host_key: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check this SSH host (name, port, host key, login, remote modes,
+    /// prerequisites); a `container://`/`devcontainer:` target checks the engine.
+    pub target: Option<String>,
+    /// Apply the fixes yonder can apply (asks before each unless --yes).
+    #[arg(long)]
+    pub fix: bool,
+    /// With --fix: apply without asking.
+    #[arg(long, requires = "fix")]
+    pub yes: bool,
+    /// Print JSON: {"checks": [{id, status, summary, why, fix: {command, automatic}}],
+    /// "problems", "warnings", "fixed"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyTypeArg {
+    Ed25519,
+    Rsa,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysOp {
+    /// Make a new key pair in OpenSSH format (private 0600, .pub 0644); never overwrites.
+    Generate {
+        #[arg(long = "type", short = 't', value_enum, default_value = "ed25519")]
+        key_type: KeyTypeArg,
+        /// RSA size in bits (default 3072; 2048 to 16384).
+        #[arg(long, short = 'b')]
+        bits: Option<u32>,
+        /// The key's comment (default USER@HOSTNAME).
+        #[arg(long, short = 'C')]
+        comment: Option<String>,
+        /// Where to write the private key (default ~/.ssh/id_ed25519 or id_rsa).
+        #[arg(long, short = 'f', value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// Protect the key with a passphrase, asked on the terminal (twice).
+        #[arg(long)]
+        passphrase_prompt: bool,
+        /// Protect the key with the passphrase on this file's first line (for scripts).
+        #[arg(long, value_name = "FILE", conflicts_with = "passphrase_prompt")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Append your public key to TARGET's ~/.ssh/authorized_keys (once), then check key login works.
+    Copy {
+        /// The SSH host (as for ssh: an alias, USER@HOST:PORT, ssh://…).
+        target: String,
+        /// The public key to copy (default: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub).
+        #[arg(long, value_name = "PUB")]
+        key: Option<PathBuf>,
+    },
+    /// Convert a PuTTY .ppk key (v2 or v3, any type) to an OpenSSH key and .pub.
+    ///
+    /// The new key keeps the PuTTY key's passphrase unless --no-passphrase or a
+    /// new passphrase is given.
+    ImportPpk {
+        /// The PuTTY key file (`.ppk`).
+        file: PathBuf,
+        /// Where to write the OpenSSH key (default: FILE without .ppk); never overwrites.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// The PuTTY key's passphrase, from this file's first line (else asked on the terminal).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Write the new key without a passphrase.
+        #[arg(long, conflicts_with_all = ["new_passphrase_file", "new_passphrase_prompt"])]
+        no_passphrase: bool,
+        /// Protect the new key with this file's first line instead.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Protect the new key with a new passphrase, asked on the terminal.
+        #[arg(long, conflicts_with = "new_passphrase_file")]
+        new_passphrase_prompt: bool,
+        /// Also add `IdentityFile OUT` for this host to your ssh_config (atomic, with backup).
+        #[arg(long, value_name = "HOST")]
+        add_to_host: Option<String>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum SshConfigOp {
     /// Write a `Host ALIAS` entry for TARGET (into ~/.ssh/yonder.conf, included from ~/.ssh/config).
@@ -209,6 +300,15 @@ pub enum SshConfigOp {
     Remove { alias: String },
     /// List the entries that `add` wrote.
     List,
+    /// Share one login per host (ControlMaster auto, ControlPath, ControlPersist 10m).
+    ///
+    /// Appends a marked `Host HOST` block to your ssh_config (`*`: every
+    /// host), keeps every existing line and comment, creates ~/.ssh/sockets
+    /// (0700), keeps a timestamped backup; running it again changes nothing.
+    Multiplex {
+        #[arg(default_value = "*", value_name = "HOST|*")]
+        host: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,10 +7,12 @@
 mod bridge_cmd;
 mod cli;
 mod devcontainer_cmd;
+mod doctor_cmd;
 mod exec_cmd;
 mod format;
 mod forward_cmd;
 mod fs_cmd;
+mod keys_cmd;
 mod progress;
 mod search_cmd;
 mod terminal_cmd;
@@ -150,6 +152,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let info = client.info().await?;
             format::print_info(&info, json)
         }
+        Command::Doctor(args) => doctor_cmd::run(args).await,
+        Command::Keys { op } => keys_cmd::run(op).await,
         Command::Up(args) => devcontainer_cmd::up(run_dir, args).await,
         Command::ReadConfiguration(args) => devcontainer_cmd::read_configuration(args).await,
         Command::Stop(args) => devcontainer_cmd::stop(args).await,

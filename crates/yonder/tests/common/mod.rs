@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod sshd;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
