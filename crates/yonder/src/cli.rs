@@ -193,6 +193,10 @@ pub struct UpArgs {
     /// Do not install the yonder server in the container.
     #[arg(long)]
     pub no_server: bool,
+    /// Also write an ssh_config `Host ALIAS` that reaches this dev container
+    /// through `yonder ssh-proxy` (for VS Code Remote-SSH, JetBrains, sftp…).
+    #[arg(long, value_name = "ALIAS")]
+    pub ssh_alias: Option<String>,
 }
 
 #[derive(Debug, Args)]

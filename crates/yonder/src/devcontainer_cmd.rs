@@ -63,6 +63,11 @@ pub async fn up(run_dir: Option<&Path>, a: UpArgs) -> anyhow::Result<()> {
         client.info().await.map_err(|e| fail(true, e.into()))?;
         up::note_server(&r.devcontainer_id, &outcome.container_id, version);
     }
+    if let Some(alias) = a.ssh_alias {
+        let target = format!("devcontainer:{}", r.workspace.display());
+        crate::bridge_cmd::add_alias(&target, Some(alias), None, true)
+            .map_err(|e| fail(true, e))?;
+    }
     eprintln!(
         "Dev container {} is up ({:.1} s)",
         up::short(&outcome.container_id),

@@ -968,3 +968,99 @@ fn shell_and_watch_work_inside_the_dev_container() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn up_with_ssh_alias_lets_ssh_sftp_and_scp_into_the_container() {
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "containerEnv": {{"WHERE": "in-container"}}}}"#
+    ));
+    // A home of the test's own: yonder writes ~/.ssh/config entries there.
+    let home = tempfile::tempdir().unwrap();
+    let ssh_dir = home.path().join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let key = ssh_dir.join("id_ed25519");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, out, err) = run(p
+        .yonder()
+        .env("HOME", home.path())
+        .env("USER", "dev")
+        .args(["up", "--ssh-alias", "dc", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+    // stdout stays one JSON line; the alias news goes to stderr.
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(err.contains("ssh dc"), "{err}");
+    let ssh_config = ssh_dir.join("config");
+    let env_for = |c: &mut Command| {
+        c.env("HOME", home.path())
+            .env("CONTAINERS_CONF", containers_conf())
+            .env("YONDER_STATE_DIR", p.state.path())
+            .env("YONDER_RUNTIME_DIR", p.state.path().join("run"));
+    };
+    let opts = |c: &mut Command| {
+        c.arg("-F")
+            .arg(&ssh_config)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-i",
+            ])
+            .arg(&key);
+    };
+    let mut c = Command::new("ssh");
+    opts(&mut c);
+    env_for(&mut c);
+    c.args(["dc", "echo $WHERE; cat /etc/debian_version; exit 7"]);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 7, "{out}\n{err}");
+    assert!(out.starts_with("in-container\n12."), "{out}");
+    // sftp into the workspace, and scp back.
+    let name = p.path().file_name().unwrap().to_string_lossy().to_string();
+    let local = home.path().join("up.txt");
+    std::fs::write(&local, "through the bridge\n").unwrap();
+    let batch = home.path().join("batch");
+    std::fs::write(
+        &batch,
+        format!("cd /workspaces/{name}\nput {}\nls\n", local.display()),
+    )
+    .unwrap();
+    let mut c = Command::new("sftp");
+    c.arg("-F")
+        .arg(&ssh_config)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&key)
+        .arg("-b")
+        .arg(&batch)
+        .arg("dc");
+    env_for(&mut c);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(p.dir.path().join("up.txt")).unwrap(),
+        "through the bridge\n"
+    );
+    let back = home.path().join("back.txt");
+    let mut c = Command::new("scp");
+    c.arg("-F")
+        .arg(&ssh_config)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&key)
+        .arg(format!("dc:/workspaces/{name}/up.txt"))
+        .arg(&back);
+    env_for(&mut c);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap(),
+        "through the bridge\n"
+    );
+}
