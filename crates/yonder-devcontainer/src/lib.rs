@@ -18,6 +18,7 @@
 
 pub mod compose;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod features;
 pub mod jsonc;

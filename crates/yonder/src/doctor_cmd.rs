@@ -27,7 +27,23 @@ async fn gather(paths: &Paths, target: Option<&str>) -> anyhow::Result<Vec<Check
         .iter()
         .any(|p| std::path::Path::new(p).is_file());
     if container_target || devcontainer_here {
-        checks.push(yonder_doctor::local::container_engine());
+        let found = yonder_doctor::local::container_engine();
+        let engine_ok = found.status == Status::Ok;
+        checks.push(found);
+        if engine_ok && let Ok(engine) = yonder_devcontainer::engine::Engine::detect(None) {
+            let ws = devcontainer_here.then(|| std::path::Path::new("."));
+            for f in yonder_devcontainer::doctor::check(&engine, ws).await {
+                let mut c = match f.ok {
+                    Some(true) => Check::ok(f.id, f.summary),
+                    Some(false) => Check::problem(f.id, f.summary, f.why),
+                    None => Check::warning(f.id, f.summary, f.why),
+                };
+                if let Some(fix) = f.fix {
+                    c = c.with_fix(yonder_doctor::Fix::manual(fix));
+                }
+                checks.push(c);
+            }
+        }
     }
     if let Some(t) = target.filter(|_| !container_target) {
         let (paths, t2) = (paths.clone(), t.to_string());

@@ -1064,3 +1064,43 @@ fn up_with_ssh_alias_lets_ssh_sftp_and_scp_into_the_container() {
         "through the bridge\n"
     );
 }
+
+#[test]
+fn doctor_checks_the_engine_a_test_container_and_file_sharing() {
+    let p = Project::new(&format!(r#"{{"image": "{BASE}"}}"#));
+    let home = tempfile::tempdir().unwrap();
+    let (_, out, err) = run(p
+        .yonder()
+        .current_dir(p.path())
+        .env("HOME", home.path())
+        .args(["doctor", "--json"]));
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let status = |id: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {id} check: {v}"))
+    };
+    assert_eq!(status("container-engine-answers"), "ok");
+    assert_eq!(status("container-runs"), "ok");
+    assert_eq!(status("container-file-sharing"), "ok");
+    // An engine that does not answer is a problem with a fix.
+    let (code, out, _) = run(p
+        .yonder()
+        .current_dir(p.path())
+        .env("HOME", home.path())
+        .env("YONDER_DOCKER_PATH", "/bin/false")
+        .args(["doctor", "--json"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let answers = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "container-engine-answers")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(answers["status"], "problem");
+    assert_eq!(code, 1);
+}
