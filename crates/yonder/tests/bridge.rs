@@ -931,3 +931,137 @@ fn ssh_config_add_connect_and_remove() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("invalid host alias"), "{err}");
 }
+
+/// The same clients into a Podman dev container (`yonder up` first): the
+/// bridge reaches every target kind through the same `connect`.
+#[test]
+fn the_bridge_reaches_a_dev_container() {
+    const BASE: &str = "localhost/yonder-test-base:bookworm-1";
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf");
+    let state = tempfile::tempdir().unwrap();
+    let proj = tempfile::Builder::new().prefix("brdc").tempdir().unwrap();
+    let proj_path = std::fs::canonicalize(proj.path()).unwrap();
+    std::fs::create_dir_all(proj_path.join(".devcontainer")).unwrap();
+    std::fs::write(
+        proj_path.join(".devcontainer/devcontainer.json"),
+        format!(r#"{{"image": "{BASE}"}}"#),
+    )
+    .unwrap();
+    let env = format!(
+        "CONTAINERS_CONF={} YONDER_STATE_DIR={} YONDER_RUNTIME_DIR={}",
+        conf.display(),
+        state.path().display(),
+        state.path().join("run").display()
+    );
+    let mut up = Command::new("sh");
+    up.arg("-c").arg(format!(
+        "env {env} {YONDER} up --workspace-folder {}",
+        proj_path.display()
+    ));
+    let o = run_with_input(up, b"");
+    assert_ok("yonder up", &o);
+    struct Rm(PathBuf, PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let out = Command::new("podman")
+                .env("CONTAINERS_CONF", &self.1)
+                .args(["ps", "-a", "-q", "--filter"])
+                .arg(format!(
+                    "label=devcontainer.local_folder={}",
+                    self.0.display()
+                ))
+                .output()
+                .unwrap();
+            for id in text(&out.stdout).split_whitespace() {
+                let _ = Command::new("podman")
+                    .env("CONTAINERS_CONF", &self.1)
+                    .args(["rm", "-f", "-t", "0", id])
+                    .output();
+            }
+        }
+    }
+    let _rm = Rm(proj_path.clone(), conf.clone());
+    let b = Bridge::new(
+        &format!("devcontainer:{}", proj_path.display()),
+        &env,
+        None,
+        None,
+    );
+    // exec: the container's user and home, exit codes, signals, 127.
+    let o = b.ssh(&[
+        "br",
+        r#"printf "%s\n" "$HOME" "$USER"; cat /etc/debian_version"#,
+    ]);
+    assert_ok("printf", &o);
+    let lines = tail_lines(&o.stdout, 3);
+    assert_eq!(lines[..2], ["/root".to_string(), "root".to_string()]);
+    assert!(lines[2].starts_with("12."), "{lines:?}");
+    assert_eq!(b.ssh(&["br", "exit 3"]).status.code(), Some(3));
+    assert_eq!(b.ssh(&["br", "kill -TERM $$"]).status.code(), Some(255));
+    assert_eq!(
+        b.ssh(&["br", "no-such-program-xyz"]).status.code(),
+        Some(127)
+    );
+
+    // sftp and scp into the workspace (the bind mount shows it on the host).
+    let name = proj_path.file_name().unwrap().to_string_lossy().to_string();
+    let ws = format!("/workspaces/{name}");
+    let src = b.path("src.bin");
+    random_file(&src, 3 * 1024 * 1024 + 7);
+    let batch = b.path("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "mkdir {ws}/in\nput {} {ws}/in/a.bin\nrename {ws}/in/a.bin {ws}/in/b.bin\nls {ws}/in\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    let mut c = b.tool("sftp");
+    c.arg("-b").arg(&batch).arg("br");
+    assert_ok("sftp -b", &run_with_input(c, b""));
+    assert_eq!(sha256_file(&src), sha256_file(&proj_path.join("in/b.bin")));
+    let mut c = b.tool("scp");
+    c.arg(format!("br:{ws}/in/b.bin")).arg(b.path("back.bin"));
+    assert_ok("scp down", &run_with_input(c, b""));
+    assert_eq!(sha256_file(&src), sha256_file(&b.path("back.bin")));
+
+    // rsync of a 10,000-file tree both ways (rsync runs in the container).
+    let tree = b.path("tree");
+    for i in 0..10_000 {
+        let dir = tree.join(format!("d{:03}", i % 100));
+        if i < 100 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::write(dir.join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
+    }
+    let rsh = format!("ssh -F {}", b.config.display());
+    let o = wait_output(
+        Command::new("rsync")
+            .args(["-a", "-e", &rsh])
+            .arg(format!("{}/", tree.display()))
+            .arg(format!("br:{ws}/tree/"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_ok("rsync up", &o);
+    let want = tree_digest(&tree);
+    assert_eq!(tree_digest(&proj_path.join("tree")), want);
+    let back = b.path("tree-back");
+    let o = wait_output(
+        Command::new("rsync")
+            .args(["-a", "-e", &rsh])
+            .arg(format!("br:{ws}/tree/"))
+            .arg(format!("{}/", back.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(300),
+    );
+    assert_ok("rsync down", &o);
+    assert_eq!(tree_digest(&back), want);
+}

@@ -2,7 +2,7 @@
 //! the lifecycle, variables, reuse and change detection, and every yonder
 //! command inside the container through `devcontainer:FOLDER`.
 //!
-//! The base image `localhost/yonder-test-base:bookworm` is a debootstrap'd
+//! The base image `localhost/yonder-test-base:bookworm-1` is a debootstrap'd
 //! Debian that `scripts/setup` imports (no registry is reachable here).
 
 mod common;
@@ -17,7 +17,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
     (code, String::from_utf8_lossy(&out).into_owned(), err)
 }
 
-const BASE: &str = "localhost/yonder-test-base:bookworm";
+const BASE: &str = "localhost/yonder-test-base:bookworm-1";
 
 fn containers_conf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf")
