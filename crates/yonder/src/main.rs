@@ -61,6 +61,25 @@ pub fn exit_with(code: i32) -> anyhow::Error {
     })
 }
 
+/// This program's executable, to start the daemon from. When another
+/// install of the same version replaced our file while we run (two first
+/// connects at once), Linux reports the old path with " (deleted)": the
+/// new file at that path is the same version, so it is used; failing that,
+/// `/proc/self/exe` still reaches the running inode.
+pub fn own_exe() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    if let Some(p) = exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        let p = std::path::PathBuf::from(p);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    Ok(std::path::PathBuf::from("/proc/self/exe"))
+}
+
 /// Parses TARGET and connects, mapping failures to [`EXIT_UNREACHABLE`] or
 /// [`EXIT_USAGE`].
 pub async fn connect(
@@ -82,8 +101,7 @@ pub async fn connect_with(
             error: Some(anyhow::Error::new(e)),
         })
     })?;
-    let exe =
-        std::env::current_exe().context("cannot find the yonder executable to start the daemon")?;
+    let exe = own_exe().context("cannot find the yonder executable to start the daemon")?;
     let opts = ConnectOptions {
         exe,
         run_dir: cli_run_dir.map(Into::into),
@@ -208,7 +226,7 @@ async fn server(run_dir: Option<&std::path::Path>, command: ServerCommand) -> an
         }
         ServerCommand::Proxy => {
             let run = RunDir::open(dir)?;
-            let exe = std::env::current_exe().context("cannot find the yonder executable")?;
+            let exe = own_exe().context("cannot find the yonder executable")?;
             yonder_server::proxy::run(&run, &exe, &[])
                 .await
                 .map_err(|e| {

@@ -470,7 +470,8 @@ fn a_terminal_session_sees_its_size_and_resizes() {
             "send-keys",
             "-t",
             "br",
-            "stty size; echo ready-$((6*7)); tty",
+            // `tty` before the marker: the pane is read once the marker shows.
+            "stty size; tty; echo ready-$((6*7))",
             "Enter",
         ],
     );
