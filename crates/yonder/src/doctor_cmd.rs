@@ -27,10 +27,16 @@ async fn gather(paths: &Paths, target: Option<&str>) -> anyhow::Result<Vec<Check
         .iter()
         .any(|p| std::path::Path::new(p).is_file());
     if container_target || devcontainer_here {
-        let found = yonder_doctor::local::container_engine();
+        let mut found = yonder_doctor::local::container_engine();
         let engine_ok = found.status == Status::Ok;
+        // Name the engine containers will really use: the same detection as
+        // `yonder up` (docker only when its daemon can answer, else podman).
+        let detected = yonder_devcontainer::engine::Engine::detect(None).ok();
+        if let (true, Some(e)) = (engine_ok, &detected) {
+            found.summary = format!("container engine: {}", e.program.display());
+        }
         checks.push(found);
-        if engine_ok && let Ok(engine) = yonder_devcontainer::engine::Engine::detect(None) {
+        if let (true, Some(engine)) = (engine_ok, detected) {
             let ws = devcontainer_here.then(|| std::path::Path::new("."));
             for f in yonder_devcontainer::doctor::check(&engine, ws).await {
                 let mut c = match f.ok {
