@@ -9,6 +9,7 @@ import { Terminals } from './terminals';
 import { TreeView } from './treeview';
 import { SearchPanel, quickOpen } from './search';
 import { PortsPanel } from './ports';
+import { PromptDialogs } from './prompts';
 import { el, toast } from './ui';
 
 interface Info {
@@ -38,14 +39,16 @@ async function main(): Promise<void> {
   const status = el('footer', { class: 'status', 'data-testid': 'status-bar' }, stTarget, stConn, stFile, stVersion);
   // The status shows the weaker link: page → yonder web, or yonder web → target.
   const showState = () => {
-    let s: ConnState = conn.state;
-    let label = STATE_LABEL[s];
+    let s: string = conn.state;
+    let label = STATE_LABEL[conn.state];
     if (s === 'connected' && conn.target && conn.target.state !== 'connected') {
       s = conn.target.state;
-      label =
-        s === 'lost'
-          ? 'target lost: check the connection and restart yonder web'
-          : `reconnecting to the target… (attempt ${conn.target.attempt ?? 1})`;
+      label = {
+        connecting: 'connecting to the target…',
+        failed: 'could not reach the target',
+        lost: 'target lost: check the connection and restart yonder web',
+        reconnecting: `reconnecting to the target… (attempt ${conn.target.attempt ?? 1})`,
+      }[conn.target.state];
     }
     stConn.textContent = `● ${label}`;
     stConn.className = `st-conn ${s}`;
@@ -53,10 +56,30 @@ async function main(): Promise<void> {
   };
   conn.onState(showState);
   conn.onTarget(showState);
-  app.append(el('div', { class: 'loading' }, 'Connecting to the target…'), status);
+  // ssh's questions (password, 2FA, host key) while yonder web connects.
+  new PromptDialogs(conn);
+  const loading = el('div', { class: 'loading', 'data-testid': 'loading' }, 'Connecting to the target…');
+  app.append(loading, status);
+  conn.onTarget((t) => {
+    if (t.state === 'failed') {
+      const retry = el('button', { class: 'primary', 'data-testid': 'connect-retry' }, 'Retry');
+      retry.addEventListener('click', () => void conn.request('retry').catch(() => {}));
+      loading.replaceChildren(
+        el(
+          'div',
+          { class: 'connect-failed' },
+          el('p', { 'data-testid': 'connect-error' }, `Could not reach the target: ${t.message ?? ''}`),
+          retry,
+        ),
+      );
+    } else if (t.state === 'connecting') {
+      loading.replaceChildren('Connecting to the target…');
+    }
+  });
 
-  // The first request waits for the socket to open.
+  // The first request waits for the socket to open and the target to be reached.
   await new Promise<void>((resolve) => conn.onState((s) => s === 'connected' && resolve()));
+  await new Promise<void>((resolve) => conn.onTarget((t) => t.state === 'connected' && resolve()));
   const info = await conn.request<Info>('info');
   const root = info.root;
   document.title = `${root.split('/').pop() || root} — ${info.target} — yonder`;

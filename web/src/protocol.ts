@@ -24,9 +24,20 @@ export interface SocketLike {
 
 /** The link from yonder web to the target, as the server reports it. */
 export interface TargetState {
-  state: 'connected' | 'reconnecting' | 'lost';
-  generation: number;
+  state: 'connecting' | 'failed' | 'connected' | 'reconnecting' | 'lost';
+  generation?: number;
   attempt?: number;
+  /** Why the first connection failed (state "failed"). */
+  message?: string;
+}
+
+/** A question ssh asks while connecting (password, passphrase, 2FA code,
+ * unknown host key); answer with `answer(id, text | null)`. */
+export interface SshPrompt {
+  id: number;
+  text: string;
+  /** A password or code (hidden input), not a yes/no question. */
+  secret: boolean;
 }
 
 export class RemoteError extends Error {
@@ -77,6 +88,9 @@ export class Connection {
   private stateListeners: ((s: ConnState) => void)[] = [];
   private reconnectListeners: (() => void)[] = [];
   private targetListeners: ((t: TargetState) => void)[] = [];
+  private promptListeners: ((p: SshPrompt[]) => void)[] = [];
+  /** ssh's questions waiting for an answer, as last reported. */
+  prompts: SshPrompt[] = [];
   /** The target link's generation last seen: a higher one means the
    * server reconnected to the target and streams must be re-opened. */
   private generation = 0;
@@ -109,6 +123,17 @@ export class Connection {
   onTarget(cb: (t: TargetState) => void): void {
     this.targetListeners.push(cb);
     if (this.target) cb(this.target);
+  }
+
+  /** Called with the waiting ssh questions whenever they change. */
+  onPrompts(cb: (p: SshPrompt[]) => void): void {
+    this.promptListeners.push(cb);
+    cb(this.prompts);
+  }
+
+  /** Answers ssh's question `id`; `null` cancels it. */
+  answer(id: number, answer: string | null): Promise<boolean> {
+    return this.request<boolean>('answer', answer === null ? { prompt: id } : { prompt: id, answer });
   }
 
   /** Called after every successful reconnect (not the first connect), of
@@ -175,6 +200,7 @@ export class Connection {
       end?: boolean;
       err?: { kind: string; message: string };
       target?: TargetState;
+      prompts?: SshPrompt[];
     };
     try {
       msg = JSON.parse(text);
@@ -183,6 +209,11 @@ export class Connection {
     }
     if (msg.target) {
       this.targetChanged(msg.target);
+      return;
+    }
+    if (Array.isArray(msg.prompts)) {
+      this.prompts = msg.prompts;
+      for (const cb of this.promptListeners) cb(msg.prompts);
       return;
     }
     if (typeof msg.id !== 'number') return;
@@ -207,8 +238,9 @@ export class Connection {
   private targetChanged(t: TargetState): void {
     this.target = t;
     for (const cb of this.targetListeners) cb(t);
-    const newer = t.state === 'connected' && this.generation !== 0 && t.generation > this.generation;
-    if (t.state === 'connected') this.generation = t.generation;
+    const g = t.generation ?? 0;
+    const newer = t.state === 'connected' && this.generation !== 0 && g > this.generation;
+    if (t.state === 'connected') this.generation = g;
     if (newer) for (const cb of this.reconnectListeners) cb();
   }
 

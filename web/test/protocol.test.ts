@@ -164,3 +164,34 @@ describe('the target link', () => {
     expect(conn.target).toMatchObject({ state: 'connected', generation: 2 });
   });
 });
+
+describe("ssh's questions", () => {
+  it('reaches the page as a list and is answered by id', () => {
+    const { conn, sockets } = setup();
+    sockets[0].open();
+    const seen: number[][] = [];
+    conn.onPrompts((p) => seen.push(p.map((q) => q.id)));
+    sockets[0].reply({ prompts: [{ id: 3, text: "u@h's password: ", secret: true }] });
+    expect(conn.prompts[0].secret).toBe(true);
+    void conn.answer(3, 'pw');
+    void conn.answer(4, null);
+    const sent = sockets[0].sent.slice(-2);
+    expect(sent[0]).toMatchObject({ op: 'answer', prompt: 3, answer: 'pw' });
+    // Cancel: no answer field at all.
+    expect(sent[1]).toMatchObject({ op: 'answer', prompt: 4 });
+    expect('answer' in sent[1]).toBe(false);
+    sockets[0].reply({ prompts: [] });
+    expect(seen).toEqual([[], [3], []]);
+  });
+  it('tells "connecting" and "failed" apart from a reconnect', () => {
+    const { conn, sockets } = setup();
+    sockets[0].open();
+    let reopened = 0;
+    conn.onReconnect(() => reopened++);
+    sockets[0].reply({ target: { state: 'connecting' } });
+    sockets[0].reply({ target: { state: 'failed', message: 'Permission denied' } });
+    expect(conn.target).toMatchObject({ state: 'failed', message: 'Permission denied' });
+    sockets[0].reply({ target: { state: 'connected', generation: 1 } });
+    expect(reopened).toBe(0);
+  });
+});

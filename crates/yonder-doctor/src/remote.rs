@@ -795,7 +795,8 @@ async fn run_with_askpass(
     extra: &[&str],
 ) -> Result<(bool, String, String), RemoteError> {
     let dir = tempdir_private()?;
-    let askpass = yonder_target::askpass::AskpassServer::start(dir.path()).await?;
+    let askpass =
+        yonder_target::askpass::AskpassServer::start(dir.path(), Default::default()).await?;
     let std_cmd = host.ssh(paths, &[&["-T"], extra].concat());
     let mut c = tokio::process::Command::from(std_cmd);
     c.arg(remote);

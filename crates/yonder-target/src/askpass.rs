@@ -1,14 +1,16 @@
 //! Every SSH prompt reaches the user: `SSH_ASKPASS` points at a tiny script
 //! that runs `yonder askpass PROMPT`, which relays the prompt over a private
 //! unix socket to the yonder process that started ssh. That process asks the
-//! user on its terminal (later: in the web workbench) and sends the answer
-//! back. Passwords, key passphrases, 2FA codes and the unknown-host-key
+//! user through its [`Prompter`] (the terminal by default; a dialog in the
+//! page for `yonder web`) and sends the answer back. Passwords, key passphrases, 2FA codes and the unknown-host-key
 //! question all take this path; ssh decides what to ask, yonder never
 //! answers on the user's behalf.
 
+use futures::future::BoxFuture;
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -18,6 +20,59 @@ pub const SOCKET_ENV: &str = "YONDER_ASKPASS_SOCKET";
 /// Largest prompt accepted (ssh's are a few hundred bytes; a host-key
 /// question with a long fingerprint list fits easily).
 const MAX_PROMPT: u64 = 64 * 1024;
+
+/// One question ssh asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    /// ssh's text, e.g. `u@h's password: ` or the unknown-host-key question.
+    pub text: String,
+    /// False for a yes/no question (the answer may be shown); true for a
+    /// password, passphrase or one-time code (never shown, never logged).
+    pub secret: bool,
+}
+
+impl Prompt {
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let secret = !is_confirmation(&text);
+        Self { text, secret }
+    }
+}
+
+/// Asks the user; `None` means cancelled (ssh then gives up that method).
+pub type AskFn = dyn Fn(Prompt) -> BoxFuture<'static, Option<String>> + Send + Sync;
+
+/// Who answers ssh's prompts: the controlling terminal unless a front end
+/// (the web workbench) installs its own.
+#[derive(Clone, Default)]
+pub struct Prompter(Option<Arc<AskFn>>);
+
+impl std::fmt::Debug for Prompter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Prompter(custom)"
+        } else {
+            "Prompter(terminal)"
+        })
+    }
+}
+
+impl Prompter {
+    /// Prompts go to `ask` instead of the terminal.
+    pub fn new(ask: Arc<AskFn>) -> Self {
+        Self(Some(ask))
+    }
+
+    pub async fn ask(&self, prompt: Prompt) -> Option<String> {
+        match &self.0 {
+            Some(f) => f(prompt).await,
+            None => tokio::task::spawn_blocking(move || ask_on_terminal(&prompt.text))
+                .await
+                .ok()
+                .flatten(),
+        }
+    }
+}
 
 /// The listening end, alive while ssh may prompt. Dropping it removes the
 /// socket and the script.
@@ -37,8 +92,8 @@ impl Drop for AskpassServer {
 }
 
 impl AskpassServer {
-    /// Listens in `dir` (which must be private: 0700).
-    pub async fn start(dir: &Path) -> std::io::Result<Self> {
+    /// Listens in `dir` (which must be private: 0700); `prompter` answers.
+    pub async fn start(dir: &Path, prompter: Prompter) -> std::io::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut rnd = [0u8; 6];
         getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -57,7 +112,7 @@ impl AskpassServer {
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
         let task = tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
-                tokio::spawn(serve(s));
+                tokio::spawn(serve(s, prompter.clone()));
             }
         });
         Ok(Self {
@@ -81,7 +136,7 @@ impl AskpassServer {
     }
 }
 
-async fn serve(mut s: UnixStream) {
+async fn serve(mut s: UnixStream, prompter: Prompter) {
     let mut prompt = Vec::new();
     if (&mut s)
         .take(MAX_PROMPT)
@@ -92,10 +147,7 @@ async fn serve(mut s: UnixStream) {
         return;
     }
     let prompt = String::from_utf8_lossy(&prompt).into_owned();
-    let answer = tokio::task::spawn_blocking(move || ask_on_terminal(&prompt))
-        .await
-        .ok()
-        .flatten();
+    let answer = prompter.ask(Prompt::new(prompt)).await;
     let reply = match answer {
         Some(a) => [b"1".as_slice(), a.as_bytes()].concat(),
         None => b"0".to_vec(),

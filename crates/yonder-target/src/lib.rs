@@ -230,6 +230,8 @@ pub struct ConnectOptions {
     /// The container engine CLI for container targets; `None`: found on
     /// PATH (or `YONDER_DOCKER_PATH`).
     pub docker_path: Option<PathBuf>,
+    /// Who answers ssh's prompts (default: the terminal).
+    pub prompter: askpass::Prompter,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -267,6 +269,7 @@ impl Target {
                     control,
                     &opts.exe,
                     opts.reporter.as_ref(),
+                    opts.prompter.clone(),
                 )
                 .await;
             }

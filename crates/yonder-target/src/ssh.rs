@@ -12,7 +12,7 @@
 //! backslash, `!` or newline inside, so the user's login shell (bash, zsh,
 //! fish, tcsh) passes them to a POSIX `sh` unchanged.
 
-use crate::askpass::AskpassServer;
+use crate::askpass::{AskpassServer, Prompter};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -293,6 +293,8 @@ pub struct SshHost {
     /// The command channel: ssh, or WSL's `wsl.exe`. Probe, install and
     /// proxy are the same over both; this is the one seam between them.
     pub via: Via,
+    /// Who answers ssh's prompts (password, passphrase, host key).
+    pub prompter: Prompter,
 }
 
 /// How remote commands reach the target.
@@ -357,6 +359,7 @@ impl SshHost {
             control_dir: PathBuf::new(),
             multiplex: true,
             via: Via::Wsl { program, distro },
+            prompter: Prompter::default(),
         }
     }
 
@@ -383,6 +386,7 @@ impl SshHost {
                 user,
                 env,
             },
+            prompter: Prompter::default(),
         }
     }
 
@@ -470,7 +474,7 @@ impl SshHost {
 
     /// Starts the master connection, relaying every prompt through askpass.
     async fn start_master(&mut self, reporter: &dyn ConnectReporter) -> Result<(), SshError> {
-        let askpass = AskpassServer::start(&self.control_dir).await?;
+        let askpass = AskpassServer::start(&self.control_dir, self.prompter.clone()).await?;
         let log_path = self
             .control_dir
             .join(format!("master-{}.log", std::process::id()));
@@ -537,7 +541,7 @@ impl SshHost {
         let askpass = if self.multiplex {
             None
         } else {
-            Some(AskpassServer::start(&self.control_dir).await?)
+            Some(AskpassServer::start(&self.control_dir, self.prompter.clone()).await?)
         };
         let mut c = self.command(&["-T", "-o", "ControlMaster=no"], Some(remote));
         if let Some(a) = &askpass {
@@ -671,7 +675,7 @@ impl SshHost {
         let askpass = if self.multiplex {
             None
         } else {
-            Some(AskpassServer::start(&self.control_dir).await?)
+            Some(AskpassServer::start(&self.control_dir, self.prompter.clone()).await?)
         };
         if let Some(a) = &askpass {
             a.configure(&mut c);
@@ -767,7 +771,7 @@ impl SshHost {
         let askpass = if self.multiplex {
             None
         } else {
-            Some(AskpassServer::start(&self.control_dir).await?)
+            Some(AskpassServer::start(&self.control_dir, self.prompter.clone()).await?)
         };
         let mut c = self.command(&["-T", "-o", "ControlMaster=no"], Some(&remote));
         if let Some(a) = &askpass {
@@ -875,6 +879,7 @@ pub async fn connect(
     control_dir: PathBuf,
     own_exe: &Path,
     reporter: &dyn ConnectReporter,
+    prompter: Prompter,
 ) -> Result<Client, crate::TargetError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -890,6 +895,7 @@ pub async fn connect(
         control_dir,
         multiplex: true,
         via: Via::Ssh,
+        prompter,
     };
     // One master per host even when several yonder commands start at once:
     // the first takes this lock and starts it, the others wait and reuse it.

@@ -10,9 +10,14 @@
 //! - `{"id": N, "end": true}` when the stream is over;
 //! - `{"id": N, "err": {"kind": "conflict", "message": "..."}}` ends either.
 //!
-//! `{"target": {"state": "connected"|"reconnecting"|"lost", "generation": G}}`
-//! (no id) tells the page about the link to the target; after a reconnect
-//! (a new generation) the page re-opens its streams.
+//! `{"target": {"state": "connecting"|"failed"|"connected"|"reconnecting"|"lost",
+//! "generation": G, "message"?: M}}` (no id) tells the page about the link to
+//! the target; after a reconnect (a new generation) the page re-opens its
+//! streams. Requests made while connecting wait for the connection.
+//!
+//! `{"prompts": [{"id": P, "text": T, "secret": B}]}` (no id) lists ssh's
+//! questions (password, passphrase, 2FA code, host key) waiting for an
+//! answer; the page answers with `{"op": "answer", "prompt": P, "answer": A}`.
 //!
 //! `{"op": "cancel", "target": N}` stops request N (a search, a watch, a
 //! terminal attachment: the terminal itself keeps running). Closing the
@@ -187,6 +192,14 @@ enum Op {
     Cancel {
         target: u64,
     },
+    /// Answers ssh's question `prompt` (from a `prompts` message); no
+    /// `answer` cancels it → `true` if it was still waiting.
+    Answer {
+        prompt: u64,
+        answer: Option<String>,
+    },
+    /// Tries the first connection to the target again after it failed.
+    Retry,
 }
 
 /// The page's end of the websocket: answers go through a bounded queue to
@@ -249,11 +262,27 @@ pub async fn run(socket: WebSocket, s: Arc<Shared>) {
     let status_out = out.clone();
     let status = tokio::spawn(async move {
         loop {
-            let st = *states.borrow_and_update();
+            let st = states.borrow_and_update().clone();
             if !status_out.send(json!({"target": st})).await {
                 break;
             }
             if states.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    // ssh's questions, pushed as `{"prompts": [{id, text, secret}]}` (no
+    // id) on every change: the page shows a dialog for each.
+    let mut changes = s.prompts.subscribe();
+    let prompts_out = out.clone();
+    let prompts = s.prompts.clone();
+    let asking = tokio::spawn(async move {
+        loop {
+            changes.borrow_and_update();
+            if !prompts_out.send(json!({"prompts": prompts.list()})).await {
+                break;
+            }
+            if changes.changed().await.is_err() {
                 break;
             }
         }
@@ -309,6 +338,16 @@ pub async fn run(socket: WebSocket, s: Arc<Shared>) {
                     h.abort();
                 }
             }
+            // Answered here, not in a task: the connection being made may
+            // be what every other request is waiting for.
+            Op::Answer { prompt, answer } => {
+                let taken = s.prompts.answer(prompt, answer);
+                out.ok(id, json!(taken)).await;
+            }
+            Op::Retry => {
+                s.link.retry();
+                out.ok(id, json!(true)).await;
+            }
             op => {
                 let (s, out, writers) = (s.clone(), out.clone(), writers.clone());
                 let h = tokio::spawn(async move {
@@ -325,6 +364,7 @@ pub async fn run(socket: WebSocket, s: Arc<Shared>) {
         h.abort();
     }
     status.abort();
+    asking.abort();
     writer.abort();
 }
 
@@ -416,16 +456,17 @@ async fn handle(
     out: &Out,
     writers: &Writers,
 ) -> Result<(), RemoteError> {
-    let client = s.link.client();
+    let client = s.link.client().await?;
     let c: &Client = &client;
     match op {
         Op::Info => {
             let i = c.info().await?;
+            let root = s.link.root().await?;
             out.ok(
                 id,
                 json!({
                     "target": s.opts.target,
-                    "root": path_str(&s.opts.root),
+                    "root": path_str(&root),
                     "version": c.server().yonder_version,
                     "webVersion": env!("CARGO_PKG_VERSION"),
                     "host": i.hostname,
@@ -643,7 +684,10 @@ async fn handle(
                 .open_terminal(OpenTerminal {
                     rows,
                     cols,
-                    cwd: Some(cwd.map_or_else(|| s.opts.root.clone(), PathBuf::from)),
+                    cwd: Some(match cwd {
+                        Some(c) => PathBuf::from(c),
+                        None => s.link.root().await?,
+                    }),
                     ..Default::default()
                 })
                 .await?;
@@ -738,7 +782,11 @@ async fn handle(
             )
             .await;
         }
-        Op::TermInput { .. } | Op::TermResize { .. } | Op::Cancel { .. } => {
+        Op::TermInput { .. }
+        | Op::TermResize { .. }
+        | Op::Cancel { .. }
+        | Op::Answer { .. }
+        | Op::Retry => {
             unreachable!("handled in order by the reader loop")
         }
     }

@@ -118,9 +118,16 @@ impl Forwards {
                 let _ = sock.set_nodelay(true);
                 // The current connection: forwards keep working after the
                 // target link was re-made.
-                let client = link.client();
+                let link = link.clone();
                 let host = host.clone();
                 tokio::spawn(async move {
+                    let client = match link.client().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!("forward of port {port}: {e}");
+                            return;
+                        }
+                    };
                     match client.dial(&host, port).await {
                         Ok(t) => {
                             if let Err(e) = t.relay(sock).await {

@@ -23,6 +23,7 @@
 
 mod bridge;
 mod forwards;
+mod prompts;
 mod target;
 
 use axum::Router;
@@ -34,13 +35,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use yonder_client::Client;
 
 pub use forwards::Forwards;
+pub use prompts::Prompts;
 pub use target::{Connector, TargetLink, TargetState};
 
 /// The session cookie's name.
@@ -76,8 +76,6 @@ pub enum WebError {
 pub struct WebOptions {
     /// 0: any free port.
     pub port: u16,
-    /// The folder opened in the tree (absolute on the target).
-    pub root: PathBuf,
     /// The target as the user typed it, for the status bar.
     pub target: String,
 }
@@ -93,6 +91,8 @@ pub(crate) struct Shared {
     /// The session cookie's value, set when the token is exchanged.
     session: Mutex<Option<String>>,
     pub forwards: Forwards,
+    /// ssh's questions while connecting, answered in a page.
+    pub prompts: Arc<Prompts>,
 }
 
 /// A bound, not yet serving, workbench server.
@@ -117,11 +117,12 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl WebServer {
-    /// Binds 127.0.0.1 on `opts.port` (0: random). With a `connector`, a
-    /// dropped connection to the target is re-made (pages are told).
+    /// Binds 127.0.0.1 on `opts.port` (0: random). [`WebServer::run`] then
+    /// connects with `connector` (its ssh questions go to `prompts`, shown
+    /// in the page), and re-makes a dropped connection (pages are told).
     pub async fn bind(
-        client: Client,
-        connector: Option<Connector>,
+        connector: Connector,
+        prompts: Arc<Prompts>,
         opts: WebOptions,
     ) -> Result<Self, WebError> {
         let listener = TcpListener::bind(("127.0.0.1", opts.port))
@@ -138,7 +139,7 @@ impl WebServer {
             })?
             .port();
         let token = random_hex(32);
-        let link = TargetLink::new(client, connector);
+        let link = TargetLink::new(connector);
         let forwards = Forwards::new(link.clone(), port);
         Ok(Self {
             listener,
@@ -149,6 +150,7 @@ impl WebServer {
                 token: Mutex::new(Some(token.clone())),
                 session: Mutex::new(None),
                 forwards,
+                prompts,
             }),
             token,
         })
@@ -166,7 +168,8 @@ impl WebServer {
         )
     }
 
-    /// Serves until the process ends.
+    /// Connects to the target and serves until the process ends (pages can
+    /// load while the connection is being made).
     pub async fn run(self) -> Result<(), WebError> {
         let supervisor = tokio::spawn(self.shared.link.clone().supervise());
         let r = self.serve().await;

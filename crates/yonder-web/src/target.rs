@@ -1,20 +1,27 @@
 //! The connection to the target, kept alive for every page.
 //!
 //! A [`TargetLink`] holds the current [`Client`] and the connection's state
-//! as a small state machine: `Connected` → (a health check fails)
+//! as a small state machine: `Connecting` (ssh may be asking the user, in
+//! the page) → `Connected`, or `Failed` until a page asks to retry; then
+//! `Connected` → (a health check fails)
 //! `Reconnecting` → `Connected` with a new generation, or `Lost` once the
 //! retry budget is spent. Pages are told every change; on a new generation
 //! they re-open their streams (terminals re-attach at the last byte shown:
 //! the terminals live in the target's daemon and survived the drop).
 
 use futures::future::BoxFuture;
-use std::sync::{Arc, RwLock};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
-use yonder_client::Client;
+use tokio::sync::{Notify, watch};
+use yonder_client::{Client, RemoteError};
+use yonder_proto::pb::ErrorKind;
 
-/// Makes a new connection to the target (the CLI's `connect`).
-pub type Connector = Arc<dyn Fn() -> BoxFuture<'static, Result<Client, String>> + Send + Sync>;
+/// Makes a connection to the target (the CLI's `connect`) and resolves the
+/// workspace folder on it: the first call opens the workbench, later ones
+/// re-make a dropped link.
+pub type Connector =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<(Client, PathBuf), String>> + Send + Sync>;
 
 /// How often the link is checked while idle: a dead ssh connection shows
 /// within about this long even when no page is doing anything.
@@ -35,9 +42,15 @@ const RECONNECT_DELAYS: &[Duration] = &[
 /// Attempts spanning about two minutes (like `yonder shell`), then "lost".
 const RECONNECT_ATTEMPTS: usize = 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum TargetState {
+    /// The first connection is being made (ssh may be asking the user).
+    Connecting,
+    /// The first connection failed; a `retry` from a page tries again.
+    Failed {
+        message: String,
+    },
     /// `generation` counts connections: a new one means streams must be re-opened.
     Connected {
         generation: u64,
@@ -52,8 +65,9 @@ pub enum TargetState {
 }
 
 impl TargetState {
-    fn generation(self) -> u64 {
-        match self {
+    fn generation(&self) -> u64 {
+        match *self {
+            Self::Connecting | Self::Failed { .. } => 0,
             Self::Connected { generation }
             | Self::Reconnecting { generation, .. }
             | Self::Lost { generation } => generation,
@@ -62,9 +76,13 @@ impl TargetState {
 }
 
 pub struct TargetLink {
-    client: RwLock<Client>,
+    client: RwLock<Option<Client>>,
+    /// The workspace folder on the target, known once first connected.
+    root: OnceLock<PathBuf>,
     state: watch::Sender<TargetState>,
-    connector: Option<Connector>,
+    connector: Connector,
+    /// A page asked to try the first connection again.
+    retry: Notify,
 }
 
 impl std::fmt::Debug for TargetLink {
@@ -76,35 +94,89 @@ impl std::fmt::Debug for TargetLink {
 }
 
 impl TargetLink {
-    pub fn new(client: Client, connector: Option<Connector>) -> Arc<Self> {
+    pub fn new(connector: Connector) -> Arc<Self> {
         Arc::new(Self {
-            client: RwLock::new(client),
-            state: watch::Sender::new(TargetState::Connected { generation: 1 }),
+            client: RwLock::new(None),
+            root: OnceLock::new(),
+            state: watch::Sender::new(TargetState::Connecting),
             connector,
+            retry: Notify::new(),
         })
     }
 
-    /// The current client (cheap: clones share the connection).
-    pub fn client(&self) -> Client {
+    fn current(&self) -> Option<Client> {
         self.client
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
+    /// The current client (cheap: clones share the connection); waits while
+    /// the first connection is being made, fails if it could not be.
+    pub async fn client(&self) -> Result<Client, RemoteError> {
+        let mut states = self.state.subscribe();
+        loop {
+            if let Some(c) = self.current() {
+                return Ok(c);
+            }
+            if let TargetState::Failed { message } = &*states.borrow_and_update() {
+                return Err(RemoteError::new(ErrorKind::Io, message.clone()));
+            }
+            if states.changed().await.is_err() {
+                return Err(RemoteError::new(
+                    ErrorKind::Io,
+                    "the workbench is shutting down",
+                ));
+            }
+        }
+    }
+
+    /// The workspace folder (absolute on the target); waits like [`Self::client`].
+    pub async fn root(&self) -> Result<PathBuf, RemoteError> {
+        self.client().await?;
+        Ok(self.root.get().cloned().unwrap_or_default())
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<TargetState> {
         self.state.subscribe()
     }
 
-    /// Checks the link and reconnects when it fails; runs for the life of
-    /// the server.
+    /// Tries the first connection again after it failed.
+    pub fn retry(&self) {
+        self.retry.notify_one();
+    }
+
+    /// Makes the first connection (again on `retry` when it fails).
+    async fn first_connect(&self) {
+        loop {
+            self.state.send_replace(TargetState::Connecting);
+            match (self.connector)().await {
+                Ok((client, root)) => {
+                    eprintln!("yonder web: connected; workspace {}", root.display());
+                    let _ = self.root.set(root);
+                    *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(client);
+                    self.state
+                        .send_replace(TargetState::Connected { generation: 1 });
+                    return;
+                }
+                Err(message) => {
+                    eprintln!(
+                        "yonder web: {message}\nyonder web: fix it and press Retry in the page, or Ctrl-C"
+                    );
+                    self.state.send_replace(TargetState::Failed { message });
+                    self.retry.notified().await;
+                }
+            }
+        }
+    }
+
+    /// Connects, then checks the link and reconnects when it fails; runs
+    /// for the life of the server.
     pub async fn supervise(self: Arc<Self>) {
-        let Some(connector) = self.connector.clone() else {
-            return;
-        };
+        self.first_connect().await;
         loop {
             tokio::time::sleep(HEALTH_INTERVAL).await;
-            let c = self.client();
+            let Some(c) = self.current() else { continue };
             let healthy = matches!(
                 tokio::time::timeout(HEALTH_TIMEOUT, c.info()).await,
                 Ok(Ok(_))
@@ -121,9 +193,9 @@ impl TargetLink {
                     attempt: attempt + 1,
                 });
                 tokio::time::sleep(RECONNECT_DELAYS[attempt.min(RECONNECT_DELAYS.len() - 1)]).await;
-                match connector().await {
-                    Ok(c) => {
-                        *self.client.write().unwrap_or_else(|e| e.into_inner()) = c;
+                match (self.connector)().await {
+                    Ok((c, _)) => {
+                        *self.client.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
                         self.state.send_replace(TargetState::Connected {
                             generation: generation + 1,
                         });

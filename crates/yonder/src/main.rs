@@ -95,6 +95,16 @@ pub async fn connect_with(
     target: &str,
     docker_path: Option<&std::path::Path>,
 ) -> anyhow::Result<(Target, Client)> {
+    connect_prompting(cli_run_dir, target, docker_path, Default::default()).await
+}
+
+/// [`connect_with`], with ssh's prompts answered by `prompter`.
+pub async fn connect_prompting(
+    cli_run_dir: Option<&std::path::Path>,
+    target: &str,
+    docker_path: Option<&std::path::Path>,
+    prompter: yonder_target::askpass::Prompter,
+) -> anyhow::Result<(Target, Client)> {
     let t: Target = target.parse().map_err(|e| {
         anyhow::Error::new(Exit {
             code: EXIT_USAGE,
@@ -107,6 +117,7 @@ pub async fn connect_with(
         run_dir: cli_run_dir.map(Into::into),
         reporter: std::sync::Arc::new(progress::ConnectProgress::default()),
         docker_path: docker_path.map(Into::into),
+        prompter,
     };
     match t.connect(&opts).await {
         Ok(c) => Ok((t, c)),

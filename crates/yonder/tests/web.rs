@@ -51,7 +51,12 @@ impl Drop for Web {
 }
 
 /// Starts `cli web TARGET FOLDER --no-open --port 0` and reads its URL.
-fn start_web(mut cli: Command, target: &str, folder: &Path) -> Web {
+fn start_web(cli: Command, target: &str, folder: &Path) -> Web {
+    start_web_logging(cli, target, folder, Stdio::inherit())
+}
+
+/// [`start_web`] with yonder web's stderr going to `stderr`.
+fn start_web_logging(mut cli: Command, target: &str, folder: &Path, stderr: Stdio) -> Web {
     let mut child = cli
         .args(["web", target])
         .arg(folder)
@@ -60,7 +65,7 @@ fn start_web(mut cli: Command, target: &str, folder: &Path) -> Web {
         .env_remove("WAYLAND_DISPLAY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn yonder web");
     let stdout = child.stdout.take().unwrap();
@@ -304,6 +309,86 @@ fn workbench_on_an_ssh_target() {
     run_browser_story(&web, &w, &screenshots_dir().join("ssh"), Some(&kill));
     assert_saved_bytes(&w);
     let _ = std::fs::remove_dir_all(&w);
+}
+
+/// ssh's questions are asked in the page: an SSH target whose host key is
+/// unknown and where the user has no key, only a password. The browser
+/// refuses the host key first (the page says why), retries, accepts it,
+/// types a wrong password, then the right one, and the workbench opens.
+/// The password is never in yonder web's output.
+#[test]
+fn ssh_questions_are_asked_in_the_page() {
+    check_front_end_installed();
+    let s = Sshd::start_with(&[
+        "-o",
+        "AuthorizedKeysFile=none",
+        "-o",
+        "PasswordAuthentication=yes",
+    ]);
+    let u = common::user::TempUser::create();
+    let mut rnd = [0u8; 8];
+    getrandom::fill(&mut rnd).unwrap();
+    let password = format!("pw-{}", hex::encode(rnd));
+    u.set_password(&password);
+    u.write("hello.txt", "hello\n", 0o644);
+    let scratch = tempfile::tempdir().unwrap();
+    let known_hosts = scratch.path().join("known_hosts");
+    std::fs::write(&known_hosts, "").unwrap();
+    let cfg = scratch.path().join("config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host ya\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  PubkeyAuthentication no\n  \
+             PreferredAuthentications password\n  UserKnownHostsFile {}\n  StrictHostKeyChecking ask\n  \
+             ConnectTimeout 10\n",
+            s.port,
+            u.name,
+            known_hosts.display()
+        ),
+    )
+    .unwrap();
+    let log_path = scratch.path().join("web.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let web = start_web_logging(s.cli_with(&cfg), "ya", Path::new("."), log.into());
+    let shots = screenshots_dir().join("auth");
+    let out = Command::new("node")
+        .arg(web_dir().join("e2e/auth.mjs"))
+        .current_dir(web_dir())
+        .env("YONDER_WEB_URL", &web.url)
+        .env("YONDER_WEB_PASSWORD", &password)
+        .env("YONDER_WEB_FILE", u.home.join("hello.txt"))
+        .env("YONDER_WEB_SHOTS", &shots)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run node (installed by scripts/setup)");
+    let out = wait_with_timeout(out, E2E_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        out.status.success() && stdout.contains("E2E OK"),
+        "the browser test failed (screenshots in {}):\n{stdout}\n{}\nyonder web said:\n{log}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // The terminal user is told where the questions went; the answers are
+    // nowhere in the output, and the accepted key is in known_hosts.
+    assert!(log.contains("answer it in the browser page"), "{log}");
+    assert!(!log.contains(&password), "the password was logged:\n{log}");
+    assert!(!log.contains("not-the-password"), "{log}");
+    let known = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        known.contains("ssh-ed25519"),
+        "the accepted host key: {known}"
+    );
+    for name in ["01-host-key", "02-refused", "03-password", "04-workbench"] {
+        assert!(
+            shots.join(format!("{name}.png")).is_file(),
+            "no screenshot {name}"
+        );
+    }
+    drop(web);
 }
 
 fn wait_with_timeout(mut child: Child, limit: Duration) -> std::process::Output {
