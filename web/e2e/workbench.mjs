@@ -5,6 +5,9 @@
 //   YONDER_WEB_DIR   the folder it serves (this machine is the target)
 //   YONDER_WEB_SHOTS where to save a screenshot of each view
 //   YONDER_WEB_HTTP_PORT a free loopback port for the terminal's http server
+//   YONDER_WEB_SERVER_CMD (optional) the command that starts that server,
+//                    `{PORT}` replaced (default: python3's http.server); it
+//                    must answer GET / with a listing of the folder
 //   YONDER_WEB_BREAK_LINK (optional) a `pkill -f` pattern for the processes
 //                    carrying the link from yonder web to the target: they
 //                    are killed midway; the page must show it reconnecting,
@@ -223,7 +226,9 @@ try {
 
   step = 'ports: a server started in the terminal, forwarded from the panel';
   await page.locator('.term-pane:visible').click();
-  await page.keyboard.type(`python3 -m http.server ${HTTP_PORT} --bind 127.0.0.1\n`);
+  const serverCmd = (process.env.YONDER_WEB_SERVER_CMD ?? 'python3 -m http.server {PORT} --bind 127.0.0.1')
+    .replaceAll('{PORT}', String(HTTP_PORT));
+  await page.keyboard.type(`${serverCmd}\n`);
   await page.getByTestId('side-ports').click();
   const portRow = page.locator(`[data-testid="port-row"][data-port="${HTTP_PORT}"]`);
   await portRow.waitFor();

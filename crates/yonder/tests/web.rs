@@ -1,8 +1,10 @@
-//! The browser workbench end to end: a real `yonder web local DIR`, driven
+//! The browser workbench end to end: a real `yonder web TARGET DIR`, driven
 //! in real headless Chromium (Debian's, through playwright-core) by
-//! `web/e2e/workbench.mjs`, plus the HTTP-level security checks in plain
-//! Rust, and the front end's unit tests (Vitest). `scripts/setup` installs
-//! Chromium and Node and builds `web/`.
+//! `web/e2e/workbench.mjs` (on `local`, over SSH and in a Podman dev
+//! container) and `web/e2e/auth.mjs` (ssh's questions in the page), plus
+//! the HTTP-level security checks in plain Rust, and the front end's unit
+//! tests (Vitest). `scripts/setup` installs Chromium and Node and builds
+//! `web/`.
 //!
 //! Screenshots of each view go to `target/web-screenshots/`.
 
@@ -230,9 +232,24 @@ fn workbench_end_to_end_in_chromium() {
 /// Runs `web/e2e/workbench.mjs` against `web` serving `dir`; returns its
 /// stdout (which carries the session cookie).
 fn run_browser_story(web: &Web, dir: &Path, shots: &Path, break_link: Option<&str>) -> String {
+    run_browser_story_with(web, dir, shots, break_link, None)
+}
+
+/// [`run_browser_story`] with the terminal's http server started by
+/// `server_cmd` (`{PORT}` replaced) instead of python3's.
+fn run_browser_story_with(
+    web: &Web,
+    dir: &Path,
+    shots: &Path,
+    break_link: Option<&str>,
+    server_cmd: Option<&str>,
+) -> String {
     let mut cmd = Command::new("node");
     if let Some(b) = break_link {
         cmd.env("YONDER_WEB_BREAK_LINK", b);
+    }
+    if let Some(c) = server_cmd {
+        cmd.env("YONDER_WEB_SERVER_CMD", c);
     }
     let out = cmd
         .arg(web_dir().join("e2e/workbench.mjs"))
@@ -309,6 +326,68 @@ fn workbench_on_an_ssh_target() {
     run_browser_story(&web, &w, &screenshots_dir().join("ssh"), Some(&kill));
     assert_saved_bytes(&w);
     let _ = std::fs::remove_dir_all(&w);
+}
+
+/// The same story in a Podman dev container (`yonder up`, then `yonder web
+/// devcontainer:DIR`): the workspace is bind-mounted at the same path, so
+/// the bytes the browser saved are checked on this side. The test image has
+/// no python3: the terminal's http server is a perl one-liner.
+#[test]
+fn workbench_in_a_dev_container() {
+    const BASE: &str = "localhost/yonder-test-base:bookworm-1";
+    /// An HTTP/1.0 server listing the current folder (perl-base is in the image).
+    const PERL_SERVER: &str = r#"perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>{PORT},Listen=>5,ReuseAddr=>1) or die $!; while($c=$s->accept){while(<$c>){last if /^\r?$/} opendir(D,"."); $b=join("\n",sort readdir(D)); closedir(D); print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ".length($b)."\r\n\r\n$b"; close($c)}'"#;
+    check_front_end_installed();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf");
+    let state = tempfile::tempdir().unwrap();
+    let proj = tempfile::Builder::new().prefix("webdc").tempdir().unwrap();
+    let p = std::fs::canonicalize(proj.path()).unwrap();
+    workspace(&p);
+    std::fs::create_dir_all(p.join(".devcontainer")).unwrap();
+    std::fs::write(
+        p.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "{BASE}", "workspaceMount": "source={0},target={0},type=bind", "workspaceFolder": "{0}"}}"#,
+            p.display()
+        ),
+    )
+    .unwrap();
+    let cli = || {
+        let mut c = Command::new(common::YONDER);
+        c.env("CONTAINERS_CONF", &conf)
+            .env("YONDER_STATE_DIR", state.path())
+            .env("YONDER_RUNTIME_DIR", state.path().join("run"));
+        c
+    };
+    struct Down(Command);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = self.0.output();
+        }
+    }
+    let mut down = cli();
+    down.args(["down", "--workspace-folder"]).arg(&p);
+    let _down = Down(down);
+    let up = cli()
+        .args(["up", "--workspace-folder"])
+        .arg(&p)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        up.status.success(),
+        "yonder up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let web = start_web(cli(), &format!("devcontainer:{}", p.display()), &p);
+    run_browser_story_with(
+        &web,
+        &p,
+        &screenshots_dir().join("devcontainer"),
+        None,
+        Some(PERL_SERVER),
+    );
+    assert_saved_bytes(&p);
 }
 
 /// ssh's questions are asked in the page: an SSH target whose host key is
