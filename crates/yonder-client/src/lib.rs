@@ -9,6 +9,15 @@
 //!
 //! Every failure of an operation is a [`RemoteError`] with a stable kind and
 //! the path it concerns.
+//!
+//! A client made with [`Client::over_stream_redialing`] survives a dropped
+//! connection: the next call dials again (a new `ssh … yonder server proxy`
+//! through the same path) and one-shot calls that failed because the link
+//! went away are sent again, with backoff, for about two minutes. Reads are
+//! simply repeated; changes (mkdir, remove, rename, copy, symlink, an
+//! in-memory write) carry a request id, so the server applies each at most
+//! once even when its answer was lost. Streams (watch, terminals, search,
+//! process output) end with an error instead: their owners re-open them.
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -94,6 +103,62 @@ pub struct Client {
     pub(crate) search: SearchClient<Channel>,
     pub(crate) forward: ForwardClient<Channel>,
     hello: Arc<ServerHello>,
+    /// The transport dials again after a drop: failed calls may be retried.
+    redials: bool,
+    link: tokio::sync::watch::Receiver<LinkStatus>,
+}
+
+/// The state of a client's connection, for front ends that show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// False from the moment a redial starts until it succeeds.
+    pub up: bool,
+    /// Connections made so far (1 at first; each successful redial adds 1):
+    /// a change means streams opened before it are gone.
+    pub connections: u64,
+}
+
+/// A byte stream to a yonder server.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Makes a new stream to the same server after the connection dropped.
+pub type Redial = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, std::io::Result<Box<dyn Io>>> + Send + Sync,
+>;
+
+/// Pauses before the retries of a call whose connection dropped: quick at
+/// first (a blip), then every 8 s; about two minutes in all, like the
+/// terminals' reconnect. The channel dials again on each attempt.
+const RETRY_DELAYS_MS: [u64; 19] = [
+    100, 250, 500, 1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000, 8000,
+    8000, 8000, 8000,
+];
+
+/// A status made by the transport (the connection broke), not by the
+/// server: the server's own errors always carry an `ErrorDetail`.
+fn is_link_error(s: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+    ) && s.details().is_empty()
+}
+
+/// A new request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source failed");
+    hex::encode(b)
+}
+
+/// `msg` as a request carrying `id` in the request-id header.
+fn with_id<T>(msg: T, id: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = id.parse() {
+        r.metadata_mut().insert(yonder_proto::REQUEST_ID_HEADER, v);
+    }
+    r
 }
 
 impl std::fmt::Debug for Client {
@@ -120,6 +185,10 @@ pub struct WriteOptions {
     /// Skip the fsync before the atomic rename (bulk copies, like cp and
     /// rsync); the default is durable.
     pub skip_fsync: bool,
+    /// Sent with the write so that the server applies it at most once:
+    /// reuse the same id when sending the same write again after a dropped
+    /// connection. `write_bytes` makes one itself.
+    pub request_id: Option<String>,
 }
 
 /// How a program ended.
@@ -310,13 +379,38 @@ impl Client {
     /// Runs the handshake on `stream` and starts the protocol on it. `token`
     /// is the listener's secret (TCP) or empty (unix sockets, stdio).
     pub async fn over_stream<S>(
-        mut stream: S,
+        stream: S,
         token: &[u8],
         endpoint: &str,
     ) -> Result<Self, ConnectError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        Self::start(Box::new(stream), token, endpoint, None).await
+    }
+
+    /// [`Client::over_stream`], and after a dropped connection the next
+    /// call gets a new stream from `redial` (handshaken again, and refused
+    /// if the server speaks another protocol); calls that failed because
+    /// the link broke are retried (see the crate docs).
+    pub async fn over_stream_redialing<S>(
+        stream: S,
+        token: &[u8],
+        endpoint: &str,
+        redial: Redial,
+    ) -> Result<Self, ConnectError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Self::start(Box::new(stream), token, endpoint, Some(redial)).await
+    }
+
+    async fn start(
+        mut stream: Box<dyn Io>,
+        token: &[u8],
+        endpoint: &str,
+        redial: Option<Redial>,
+    ) -> Result<Self, ConnectError> {
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::client(&mut stream, token))
             .await
             .map_err(|_| ConnectError::Handshake {
@@ -330,19 +424,53 @@ impl Client {
                 source,
             })?;
         // tonic dials through a connector; ours hands over the one stream we
-        // already have. A later redial finds the slot empty and fails, which
-        // surfaces as "connection lost" on the calls instead of a silent
-        // reconnect to who knows what.
+        // already have. A later redial finds the slot empty: without a
+        // `redial` it fails, which surfaces as "connection lost" on the
+        // calls instead of a silent reconnect to who knows what; with one,
+        // it dials the same way as before and checks the handshake again.
         let slot = Arc::new(Mutex::new(Some(stream)));
+        let redials = redial.is_some();
+        let (link_tx, link) = tokio::sync::watch::channel(LinkStatus {
+            up: true,
+            connections: 1,
+        });
+        let link_tx = Arc::new(link_tx);
+        let token = token.to_vec();
+        let protocol = reply.protocol_version;
         let connector = tower::service_fn(move |_: Uri| {
             let s = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let (redial, token, link_tx) = (redial.clone(), token.clone(), link_tx.clone());
             async move {
-                s.map(TokioIo::new).ok_or_else(|| {
-                    std::io::Error::new(
+                if let Some(s) = s {
+                    return Ok(TokioIo::new(s));
+                }
+                let Some(redial) = redial else {
+                    return Err(std::io::Error::new(
                         std::io::ErrorKind::NotConnected,
                         "the connection to the yonder server was lost",
-                    )
-                })
+                    ));
+                };
+                link_tx.send_modify(|l| l.up = false);
+                let mut s = redial().await?;
+                let again =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::client(&mut s, &token))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::other("no handshake reply after reconnecting")
+                        })?
+                        .map_err(|e| std::io::Error::other(format!("after reconnecting: {e}")))?;
+                if again.protocol_version != protocol {
+                    return Err(std::io::Error::other(format!(
+                        "after reconnecting, the server speaks protocol {} instead of {protocol}",
+                        again.protocol_version
+                    )));
+                }
+                tracing::info!("reconnected to the yonder server");
+                link_tx.send_modify(|l| {
+                    l.up = true;
+                    l.connections += 1;
+                });
+                Ok(TokioIo::new(s))
             }
         });
         let channel = Endpoint::from_static("http://yonder.invalid")
@@ -384,7 +512,41 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
             hello,
+            redials,
+            link,
         })
+    }
+
+    /// Whether a dropped connection is dialled again (calls are retried).
+    pub fn redials(&self) -> bool {
+        self.redials
+    }
+
+    /// The connection's state, updated as it drops and is dialled again.
+    pub fn link_status(&self) -> tokio::sync::watch::Receiver<LinkStatus> {
+        self.link.clone()
+    }
+
+    /// Runs `call`, again after a dropped connection when this client
+    /// redials (see the crate docs); `call` must be safe to repeat: a read,
+    /// or a change carrying one request id for all attempts.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(s) if self.redials && is_link_error(&s) && attempt < RETRY_DELAYS_MS.len() => {
+                    tracing::warn!("the connection dropped ({}); trying again", s.message());
+                    tokio::time::sleep(Duration::from_millis(RETRY_DELAYS_MS[attempt])).await;
+                    attempt += 1;
+                }
+                Err(s) => return Err(remote(s)),
+            }
+        }
     }
 
     /// Connects to a daemon's unix socket.
@@ -422,13 +584,11 @@ impl Client {
     // ------------------------------------------------------------ system
 
     pub async fn info(&self) -> Result<SystemInfo> {
-        Ok(self
-            .system
-            .clone()
-            .info(pb::InfoRequest {})
-            .await
-            .map_err(remote)?
-            .into_inner())
+        self.retrying(|| {
+            let mut c = self.system.clone();
+            async move { c.info(pb::InfoRequest {}).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
     // ------------------------------------------------------------ files
@@ -440,13 +600,11 @@ impl Client {
             path: to_wire(path.as_ref()),
             follow_symlinks: follow,
         };
-        Ok(self
-            .fs
-            .clone()
-            .stat(req)
-            .await
-            .map_err(remote)?
-            .into_inner())
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            async move { fs.stat(req).await.map(|r| r.into_inner()) }
+        })
+        .await
     }
 
     /// Streams a directory's entries as the server reads them.
@@ -482,12 +640,23 @@ impl Client {
         path: impl AsRef<Path>,
         with_metadata: bool,
     ) -> Result<Vec<DirEntry>> {
-        let mut s = self.list_dir(path, with_metadata).await?;
-        let mut out = Vec::new();
-        while let Some(e) = s.next().await {
-            out.push(e?);
-        }
-        Ok(out)
+        let req = pb::ListDirRequest {
+            path: to_wire(path.as_ref()),
+            with_metadata,
+        };
+        // The whole listing again if the link drops half-way.
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            async move {
+                let mut s = fs.list_dir(req).await?.into_inner();
+                let mut out = Vec::new();
+                while let Some(batch) = s.next().await {
+                    out.extend(batch?.entries);
+                }
+                Ok(out)
+            }
+        })
+        .await
     }
 
     /// Streams a file's bytes from `offset`, `length` bytes or to the end.
@@ -516,12 +685,23 @@ impl Client {
 
     /// A whole file in memory.
     pub async fn read_to_vec(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
-        let mut s = self.read(path, 0, None).await?;
-        let mut out = Vec::new();
-        while let Some(c) = s.next().await {
-            out.extend_from_slice(&c?);
-        }
-        Ok(out)
+        let req = pb::ReadRequest {
+            path: to_wire(path.as_ref()),
+            offset: 0,
+            length: None,
+        };
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            async move {
+                let mut s = fs.read(req).await?.into_inner();
+                let mut out = Vec::new();
+                while let Some(c) = s.next().await {
+                    out.extend_from_slice(&c?.data);
+                }
+                Ok(out)
+            }
+        })
+        .await
     }
 
     /// Replaces `path` atomically with the bytes of `data`. If `data` yields
@@ -535,7 +715,23 @@ impl Client {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
-        let path = path.as_ref().to_path_buf();
+        self.write_call(path.as_ref(), opts, data)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`Client::write`]; a failure says whether the link broke.
+    async fn write_call<S>(
+        &self,
+        path: &Path,
+        opts: WriteOptions,
+        data: S,
+    ) -> std::result::Result<WriteReply, (RemoteError, bool)>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let path = path.to_path_buf();
+        let id = opts.request_id.clone();
         let (tx, rx) = mpsc::channel::<pb::WriteMessage>(STREAM_QUEUE);
         let start = pb::WriteMessage {
             message: Some(pb::write_message::Message::Start(pb::WriteStart {
@@ -548,7 +744,11 @@ impl Client {
         };
         tx.send(start).await.expect("receiver alive");
         let mut fs = self.fs.clone();
-        let call = fs.write(ReceiverStream::new(rx));
+        let input = ReceiverStream::new(rx);
+        let call = match &id {
+            Some(id) => fs.write(with_id(input, id)),
+            None => fs.write(tonic::Request::new(input)),
+        };
         tokio::pin!(call);
         let produce = async move {
             tokio::pin!(data);
@@ -574,10 +774,17 @@ impl Client {
         let mut produced = false;
         loop {
             tokio::select! {
-                r = &mut call => return Ok(r.map_err(remote)?.into_inner()),
+                r = &mut call => {
+                    return r
+                        .map(|r| r.into_inner())
+                        .map_err(|s| (remote(s.clone()), is_link_error(&s)));
+                }
                 // On a local error we return, dropping `call`: HTTP/2 resets
                 // the stream and the server discards its temp file.
-                r = &mut produce, if !produced => { r?; produced = true; }
+                r = &mut produce, if !produced => {
+                    r.map_err(|e| (e, false))?;
+                    produced = true;
+                }
             }
         }
     }
@@ -590,8 +797,23 @@ impl Client {
         data: impl Into<Bytes>,
     ) -> Result<WriteReply> {
         let data = data.into();
-        self.write(path, opts, futures::stream::once(async move { Ok(data) }))
-            .await
+        let mut opts = opts;
+        // The bytes are at hand: after a dropped connection the same write
+        // goes again, under one request id so it lands once.
+        opts.request_id.get_or_insert_with(new_request_id);
+        let mut attempt = 0;
+        loop {
+            let d = data.clone();
+            let once = futures::stream::once(async move { Ok(d) });
+            match self.write_call(path.as_ref(), opts.clone(), once).await {
+                Ok(r) => return Ok(r),
+                Err((_, true)) if self.redials && attempt < RETRY_DELAYS_MS.len() => {
+                    tokio::time::sleep(Duration::from_millis(RETRY_DELAYS_MS[attempt])).await;
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 
     /// Writes everything `reader` yields to `path` atomically.
@@ -627,7 +849,13 @@ impl Client {
             parents,
             mode,
         };
-        self.fs.clone().mkdir(req).await.map_err(remote)?;
+        let id = new_request_id();
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            let id = id.clone();
+            async move { fs.mkdir(with_id(req, &id)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -636,7 +864,13 @@ impl Client {
             path: to_wire(path.as_ref()),
             recursive,
         };
-        self.fs.clone().remove(req).await.map_err(remote)?;
+        let id = new_request_id();
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            let id = id.clone();
+            async move { fs.remove(with_id(req, &id)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -651,7 +885,13 @@ impl Client {
             to: to_wire(to.as_ref()),
             overwrite,
         };
-        self.fs.clone().rename(req).await.map_err(remote)?;
+        let id = new_request_id();
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            let id = id.clone();
+            async move { fs.rename(with_id(req, &id)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -668,7 +908,13 @@ impl Client {
             recursive,
             overwrite,
         };
-        self.fs.clone().copy(req).await.map_err(remote)?;
+        let id = new_request_id();
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            let id = id.clone();
+            async move { fs.copy(with_id(req, &id)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -677,7 +923,13 @@ impl Client {
             path: to_wire(path.as_ref()),
             mode,
         };
-        self.fs.clone().chmod(req).await.map_err(remote)?;
+        let id = new_request_id();
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            let id = id.clone();
+            async move { fs.chmod(with_id(req, &id)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -686,7 +938,13 @@ impl Client {
             target: to_wire(target.as_ref()),
             link: to_wire(link.as_ref()),
         };
-        self.fs.clone().symlink(req).await.map_err(remote)?;
+        let id = new_request_id();
+        self.retrying(|| {
+            let (mut fs, req) = (self.fs.clone(), req.clone());
+            let id = id.clone();
+            async move { fs.symlink(with_id(req, &id)).await }
+        })
+        .await?;
         Ok(())
     }
 
@@ -694,32 +952,26 @@ impl Client {
         let req = pb::PathRequest {
             path: to_wire(path.as_ref()),
         };
-        Ok(from_wire(
-            &self
-                .fs
-                .clone()
-                .read_link(req)
-                .await
-                .map_err(remote)?
-                .into_inner()
-                .path,
-        ))
+        let reply = self
+            .retrying(|| {
+                let (mut fs, req) = (self.fs.clone(), req.clone());
+                async move { fs.read_link(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(from_wire(&reply.path))
     }
 
     pub async fn canonicalize(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
         let req = pb::PathRequest {
             path: to_wire(path.as_ref()),
         };
-        Ok(from_wire(
-            &self
-                .fs
-                .clone()
-                .canonicalize(req)
-                .await
-                .map_err(remote)?
-                .into_inner()
-                .path,
-        ))
+        let reply = self
+            .retrying(|| {
+                let (mut fs, req) = (self.fs.clone(), req.clone());
+                async move { fs.canonicalize(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(from_wire(&reply.path))
     }
 
     // ------------------------------------------------------------ processes

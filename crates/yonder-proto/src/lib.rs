@@ -27,6 +27,10 @@ pub mod pb {
 /// error naming both yonder versions.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// gRPC metadata header carrying a client's id for a change it may send
+/// again after a reconnect; the server applies each id at most once.
+pub const REQUEST_ID_HEADER: &str = "yonder-request-id";
+
 /// The yonder release this crate belongs to.
 pub const YONDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 

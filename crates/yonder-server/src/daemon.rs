@@ -128,7 +128,7 @@ impl Drop for ConnectionGuard {
 
 fn routes(terminals: Arc<Registry>) -> Routes {
     Routes::new(
-        FsServer::new(FsService)
+        FsServer::new(FsService::default())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE),
     )

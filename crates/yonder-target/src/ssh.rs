@@ -15,6 +15,7 @@
 use crate::askpass::{AskpassServer, Prompter};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yonder_client::Client;
@@ -955,10 +956,32 @@ async fn bootstrap(
     }
     let stream = h.proxy(&probe).await?;
     let endpoint = format!("the yonder server on {}", h.host);
+    // After a drop the client dials again the same way: the master
+    // connection (started again if it died, asking the user through the
+    // same prompter), then a new proxy to the same installed server.
+    let redial_host = h.clone();
+    let redial: yonder_client::Redial = Arc::new(move || {
+        let (mut h, probe) = (redial_host.clone(), probe.clone());
+        Box::pin(async move {
+            eprintln!("yonder: the connection to {} dropped; reconnecting", h.host);
+            if matches!(h.via, Via::Ssh) && h.multiplex {
+                let lock = master_lock(&h).await.map_err(std::io::Error::other)?;
+                if !h.master_alive().await {
+                    h.start_master(&Quiet)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                }
+                drop(lock);
+            }
+            let s = h.proxy(&probe).await.map_err(std::io::Error::other)?;
+            eprintln!("yonder: reconnected to {}", h.host);
+            Ok(Box::new(s) as Box<dyn yonder_client::Io>)
+        })
+    });
     // A first connect can take a moment (the daemon starts on the remote).
     let client = tokio::time::timeout(
         Duration::from_secs(60),
-        Client::over_stream(stream, &[], &endpoint),
+        Client::over_stream_redialing(stream, &[], &endpoint, redial),
     )
     .await
     .map_err(|_| {

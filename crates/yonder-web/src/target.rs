@@ -170,22 +170,24 @@ impl TargetLink {
         }
     }
 
-    /// Connects, then checks the link and reconnects when it fails; runs
-    /// for the life of the server.
+    /// Connects, then follows the link: the client dials again by itself
+    /// after a drop (pages see "reconnecting", then a new generation so
+    /// they re-open their streams); if that does not bring it back, a new
+    /// connection is made the way the first was. Runs for the life of the
+    /// server.
     pub async fn supervise(self: Arc<Self>) {
         self.first_connect().await;
         loop {
-            tokio::time::sleep(HEALTH_INTERVAL).await;
-            let Some(c) = self.current() else { continue };
-            let healthy = matches!(
-                tokio::time::timeout(HEALTH_TIMEOUT, c.info()).await,
-                Ok(Ok(_))
-            );
-            if healthy {
-                continue;
+            let Some(c) = self.current() else { return };
+            // Health checks are calls: a dead link makes the client dial
+            // again, which `mirror` shows; a check that fails for good
+            // ends this and a new connection is made below.
+            tokio::select! {
+                () = self.mirror(&c) => {}
+                () = Self::until_unhealthy(&c) => {}
             }
             let generation = self.state.borrow().generation();
-            tracing::warn!("lost the connection to the target; reconnecting");
+            tracing::warn!("lost the connection to the target; connecting again");
             let mut reconnected = false;
             for attempt in 0..RECONNECT_ATTEMPTS {
                 self.state.send_replace(TargetState::Reconnecting {
@@ -208,6 +210,44 @@ impl TargetLink {
             }
             if !reconnected {
                 self.state.send_replace(TargetState::Lost { generation });
+                return;
+            }
+        }
+    }
+
+    /// Shows the client's own redials to the pages; returns only if the
+    /// client's transport is gone.
+    async fn mirror(&self, c: &Client) {
+        let mut link = c.link_status();
+        let mut seen = link.borrow_and_update().connections;
+        while link.changed().await.is_ok() {
+            let st = *link.borrow_and_update();
+            let generation = self.state.borrow().generation();
+            if !st.up {
+                tracing::warn!("lost the connection to the target; reconnecting");
+                self.state.send_replace(TargetState::Reconnecting {
+                    generation,
+                    attempt: 1,
+                });
+            } else if st.connections != seen {
+                seen = st.connections;
+                tracing::info!("reconnected to the target");
+                self.state.send_replace(TargetState::Connected {
+                    generation: generation + 1,
+                });
+            }
+        }
+    }
+
+    /// Returns when a health check fails (or hangs).
+    async fn until_unhealthy(c: &Client) {
+        loop {
+            tokio::time::sleep(HEALTH_INTERVAL).await;
+            let healthy = matches!(
+                tokio::time::timeout(HEALTH_TIMEOUT, c.info()).await,
+                Ok(Ok(_))
+            );
+            if !healthy {
                 return;
             }
         }

@@ -249,6 +249,49 @@ async fn serve_remote(
     )
 }
 
+/// Listens on the target again after the connection dropped, with the
+/// client's redial; `None` when there is no way back.
+async fn relisten(
+    client: &Client,
+    spec: &Spec,
+    port: u16,
+) -> Option<yonder_client::forward::RemoteListener> {
+    if !client.redials() {
+        return None;
+    }
+    for delay in crate::REOPEN_DELAYS_MS {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        match client.listen(spec.bind(), port).await {
+            Ok(l) => {
+                eprintln!(
+                    "yonder: listening on {} on the target again",
+                    host_port(spec.bind(), port)
+                );
+                return Some(l);
+            }
+            Err(e) => tracing::warn!("listening again on the target: {e}"),
+        }
+    }
+    None
+}
+
+/// Watches the target's ports again after a dropped connection.
+async fn rewatch_ports(
+    client: &Client,
+) -> Option<yonder_client::RemoteStream<yonder_proto::pb::PortEvent>> {
+    if !client.redials() {
+        return None;
+    }
+    for delay in crate::REOPEN_DELAYS_MS {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        match client.watch_ports(None).await {
+            Ok(s) => return Some(s),
+            Err(e) => tracing::warn!("watching the target's ports again: {e}"),
+        }
+    }
+    None
+}
+
 /// The address to dial for a port the target listens on: a wildcard
 /// listener is reached on loopback.
 fn dial_host(address: &str) -> String {
@@ -285,10 +328,25 @@ async fn auto_forward(
     eprintln!("yonder: watching the target for listening ports");
     let me = std::process::id();
     let mut active: HashMap<u16, AutoForward> = HashMap::new();
-    while let Some(ev) = events.next().await {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => return anyhow::Error::new(e).context("watching the target's ports"),
+    loop {
+        let ev = match events.next().await {
+            Some(Ok(ev)) => ev,
+            failed => {
+                // The connection dropped: watch again once the client is
+                // back (the target reports its open ports anew; forwards
+                // already running keep their local listeners).
+                let e = match failed {
+                    Some(Err(e)) => anyhow::Error::new(e),
+                    _ => anyhow::anyhow!("the stream ended"),
+                };
+                match rewatch_ports(&client).await {
+                    Some(again) => {
+                        events = again;
+                        continue;
+                    }
+                    None => return e.context("watching the target's ports"),
+                }
+            }
         };
         let Ok(port) = u16::try_from(ev.port) else {
             continue;
@@ -361,7 +419,6 @@ async fn auto_forward(
             }
         }
     }
-    anyhow::anyhow!("the target stopped reporting its ports")
 }
 
 /// A dev container's `forwardPorts` (with their `portsAttributes` labels)
@@ -519,8 +576,20 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
         );
         let (c, tx, limit) = (client.clone(), fatal_tx.clone(), limit.clone());
         tokio::spawn(async move {
-            let e = serve_remote(l, c, spec, limit).await;
-            let _ = tx.send(e).await;
+            let mut l = l;
+            loop {
+                let port = l.port;
+                let e = serve_remote(l, c.clone(), spec.clone(), limit.clone()).await;
+                // After a dropped connection the target's listener is gone:
+                // listen again on the same port once the client is back.
+                match relisten(&c, &spec, port).await {
+                    Some(again) => l = again,
+                    None => {
+                        let _ = tx.send(e).await;
+                        return;
+                    }
+                }
+            }
         });
     }
     if args.auto {

@@ -27,6 +27,13 @@ use std::time::Duration;
 use yonder_client::Client;
 use yonder_target::{ConnectOptions, Target};
 
+/// Pauses before opening a stream again (a watch, a remote forward's
+/// listener) after the connection to the target dropped; each attempt also
+/// waits for the client's own redial. About two minutes in all.
+pub const REOPEN_DELAYS_MS: [u64; 12] = [
+    100, 500, 1000, 2000, 4000, 8000, 8000, 8000, 8000, 8000, 8000, 8000,
+];
+
 /// Exit code when the operation failed.
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for usage errors (clap uses it too).

@@ -15,8 +15,14 @@
 //! Directories get a trailing `/`. `--json` prints one JSON object per line:
 //! `{"kind":"renamed","path":"…","new_path":"…","is_dir":false}` (with
 //! `message` for overflow, and `path_bytes`/`new_path_bytes` holding the raw
-//! bytes when a name is not UTF-8). Runs until interrupted or the connection
-//! ends; a closed stdout (`| head`) ends it quietly.
+//! bytes when a name is not UTF-8). Runs until interrupted; a closed stdout
+//! (`| head`) ends it quietly.
+//!
+//! When the connection to a remote target drops, the client dials again
+//! and the watch is opened again: its first event after that is `resync
+//! ROOT` (changes during the gap were not seen: rescan what matters)
+//! instead of `ready`. Without a way back (the local daemon stopped, or the
+//! target stays away for about two minutes) the command fails.
 
 use crate::cli::FsOp;
 use futures::StreamExt;
@@ -59,23 +65,63 @@ pub async fn run(client: &Client, local: bool, op: FsOp) -> anyhow::Result<()> {
         poll_interval_ms: poll_interval.unwrap_or(0),
         max_watches: max_watches.unwrap_or(0),
     };
-    let mut events = client.watch(req).await?;
     let mut out = std::io::stdout().lock();
-    while let Some(ev) = events.next().await {
-        let ev = ev?;
+    let mut reopened = false;
+    let mut attempt = 0;
+    loop {
+        let failure = match client.watch(req.clone()).await {
+            Ok(mut events) => loop {
+                match events.next().await {
+                    Some(Ok(ev)) => {
+                        attempt = 0;
+                        // After a reconnect, `ready` means "look again".
+                        let ev = match ev {
+                            WatchEvent::Ready { root } if reopened => {
+                                WatchEvent::Resync { path: root }
+                            }
+                            ev => ev,
+                        };
+                        if !emit(&mut out, &ev, json)? {
+                            return Ok(());
+                        }
+                    }
+                    Some(Err(e)) => break anyhow::Error::new(e),
+                    None => break anyhow::anyhow!("the watch ended"),
+                }
+            },
+            Err(e) if reopened => anyhow::Error::new(e),
+            Err(e) => return Err(e.into()),
+        };
+        // The client dials again on the next call; give up after its
+        // budget, like a one-shot call would.
+        if !client.redials() || attempt >= crate::REOPEN_DELAYS_MS.len() {
+            return Err(failure.context("the watch ended: the connection to the server was lost"));
+        }
+        tracing::warn!("the watch stopped ({failure:#}); opening it again");
+        tokio::time::sleep(std::time::Duration::from_millis(
+            crate::REOPEN_DELAYS_MS[attempt],
+        ))
+        .await;
+        attempt += 1;
+        reopened = true;
+    }
+}
+
+/// Prints one event; false when stdout is closed (the reader went away).
+fn emit(out: &mut impl Write, ev: &WatchEvent, json: bool) -> anyhow::Result<bool> {
+    {
         let mut line = if json {
-            serde_json::to_vec(&JsonEvent::from(&ev))?
+            serde_json::to_vec(&JsonEvent::from(ev))?
         } else {
-            human(&ev)
+            human(ev)
         };
         line.push(b'\n');
         match out.write_all(&line).and_then(|()| out.flush()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(e) => return Err(e.into()),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e.into()),
         }
     }
-    anyhow::bail!("the watch ended: the connection to the server was lost")
 }
 
 fn push_path(line: &mut Vec<u8>, p: &Path, is_dir: bool) {

@@ -714,3 +714,210 @@ fn a_password_prompt_reaches_the_user() {
         .arg("kill-server")
         .status();
 }
+
+/// An echo server on 127.0.0.1 (the "remote" is this machine): returns its port.
+fn echo_server() -> u16 {
+    use std::io::{Read, Write};
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in echo.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Sends a line through `addr` and expects it back (bounded in time).
+fn echoes(addr: &str) -> bool {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+    if c.write_all(b"ping through the forward\n").is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).is_ok() && line == "ping through the forward\n"
+}
+
+/// The connection is killed (every ssh process of this test's client, the
+/// master included) under a running watch, a local forward and a remote
+/// forward. Each comes back by itself: the watch says `resync` and reports
+/// the next change; the local forward carries new connections; the remote
+/// forward listens on its port again.
+#[test]
+fn watch_and_forwards_survive_a_killed_connection() {
+    use std::io::{BufRead, BufReader};
+    let s = Sshd::start();
+    let dir = s
+        .remote_home()
+        .join(format!("{}-drop", s.install_path.replace('/', "_")));
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{TEST_USER}:")])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut w = s
+        .cli()
+        .args(["fs", "yt", "watch"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+    let _w = Kill(w);
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("ready "), "{first}");
+
+    let echo = echo_server();
+    let remote_port = common::sshd::free_port();
+    let mut f = s
+        .cli()
+        .args([
+            "forward",
+            "yt",
+            &format!("0:127.0.0.1:{echo}"),
+            "--remote",
+            &format!("{remote_port}:127.0.0.1:{echo}"),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut flines = BufReader::new(f.stdout.take().unwrap()).lines();
+    let _f = Kill(f);
+    let mut local = None;
+    for _ in 0..2 {
+        let m: serde_json::Value = serde_json::from_str(&flines.next().unwrap().unwrap()).unwrap();
+        if m["kind"] == "local" {
+            local = Some(m["listen"].as_str().unwrap().to_string());
+        }
+    }
+    let local = local.expect("the local forward was announced");
+    let remote = format!("127.0.0.1:{remote_port}");
+    assert!(echoes(&local), "the local forward works");
+    assert!(echoes(&remote), "the remote forward works");
+
+    // The drop: every ssh process of this client, master and proxies.
+    let st = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
+        .status()
+        .unwrap();
+    assert!(st.success(), "there were ssh processes to kill");
+
+    // The watch is opened again and says so, then reports what changes.
+    let resync = lines.next().expect("the watch goes on").unwrap();
+    assert_eq!(resync, format!("resync {}", dir.display()));
+    std::fs::write(dir.join("after-the-drop.txt"), "x").unwrap();
+    let created = loop {
+        let l = lines.next().expect("an event after the drop").unwrap();
+        if l.contains("after-the-drop.txt") {
+            break l;
+        }
+    };
+    assert!(created.starts_with("created "), "{created}");
+
+    // Both forwards carry new connections.
+    let start = std::time::Instant::now();
+    while !(echoes(&local) && echoes(&remote)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the forwards did not come back after the drop"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One client in one process loses its connection; its next calls dial
+/// again by themselves (the master included) and changes made right after
+/// the drop are applied once: the file is removed, the rename lands, a
+/// write is read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dials_again_and_retries_after_a_drop() {
+    let s = Sshd::start();
+    // This test process is the client: it reads the same settings the CLI
+    // gets from its environment (each test runs in its own process).
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe {
+        std::env::set_var("YONDER_SSH_CONFIG", &s.config);
+        std::env::set_var("YONDER_SERVER_INSTALL_PATH", &s.install_path);
+        std::env::set_var("YONDER_REMOTE_RUNTIME_DIR", s.remote_run_dir());
+    }
+    let opts = yonder_target::ConnectOptions {
+        exe: YONDER.into(),
+        run_dir: Some(s.run_dir.clone()),
+        reporter: std::sync::Arc::new(yonder_target::ssh::Quiet),
+        docker_path: None,
+        prompter: Default::default(),
+    };
+    let target: yonder_target::Target = "yt".parse().unwrap();
+    let client = target.connect(&opts).await.expect("connect");
+    assert!(client.redials());
+    let dir = s
+        .remote_home()
+        .join(format!("{}-retry", s.install_path.replace('/', "_")));
+    client.mkdir(&dir, true, None).await.unwrap();
+    client
+        .write_bytes(dir.join("gone.txt"), Default::default(), "x")
+        .await
+        .unwrap();
+    client
+        .write_bytes(dir.join("a.txt"), Default::default(), "a")
+        .await
+        .unwrap();
+    let before = client.link_status().borrow().connections;
+
+    let st = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
+        .status()
+        .unwrap();
+    assert!(st.success(), "there were ssh processes to kill");
+
+    client
+        .remove(dir.join("gone.txt"), false)
+        .await
+        .expect("remove after the drop");
+    client
+        .rename(dir.join("a.txt"), dir.join("b.txt"), false)
+        .await
+        .expect("rename after the drop");
+    client
+        .write_bytes(
+            dir.join("c.txt"),
+            Default::default(),
+            "written after the drop",
+        )
+        .await
+        .unwrap();
+    assert!(!dir.join("gone.txt").exists() && !dir.join("a.txt").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("b.txt")).unwrap(), "a");
+    assert_eq!(
+        client.read_to_vec(dir.join("c.txt")).await.unwrap(),
+        b"written after the drop"
+    );
+    let after = *client.link_status().borrow();
+    assert!(after.up && after.connections > before, "{after:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,10 +22,18 @@ use yonder_proto::limits::{DATA_CHUNK, DIR_BATCH, STREAM_QUEUE};
 use yonder_proto::paths;
 use yonder_proto::pb::{self, ErrorKind, FileType, fs_server::Fs};
 
+use super::replay::{Replay, request_id};
+use std::sync::Arc;
+
 type RespStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
+/// The file operations. Changes that carry a request id are applied at
+/// most once per id ([`Replay`]): a client retrying after a dropped
+/// connection never removes, moves or writes twice.
 #[derive(Debug, Default, Clone)]
-pub struct FsService;
+pub struct FsService {
+    replay: Arc<Replay>,
+}
 
 fn file_type(ft: fs::FileType) -> FileType {
     if ft.is_symlink() {
@@ -613,34 +621,44 @@ impl Fs for FsService {
         &self,
         req: Request<Streaming<pb::WriteMessage>>,
     ) -> Result<Response<pb::WriteReply>, Status> {
-        Ok(Response::new(write(req.into_inner()).await?))
+        let id = request_id(&req)?;
+        let input = req.into_inner();
+        Ok(Response::new(self.replay.run(id, write(input)).await?))
     }
 
     async fn mkdir(&self, req: Request<pb::MkdirRequest>) -> Result<Response<pb::Empty>, Status> {
+        let id = request_id(&req)?;
         let r = req.into_inner();
         let path = request_path(&r.path)?;
-        blocking(move || mkdir(&path, r.parents, r.mode)).await?;
+        let change = blocking(move || mkdir(&path, r.parents, r.mode));
+        self.replay.run(id, change).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn remove(&self, req: Request<pb::RemoveRequest>) -> Result<Response<pb::Empty>, Status> {
+        let id = request_id(&req)?;
         let r = req.into_inner();
         let path = request_path(&r.path)?;
-        blocking(move || remove(&path, r.recursive)).await?;
+        let change = blocking(move || remove(&path, r.recursive));
+        self.replay.run(id, change).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn rename(&self, req: Request<pb::RenameRequest>) -> Result<Response<pb::Empty>, Status> {
+        let id = request_id(&req)?;
         let r = req.into_inner();
         let (from, to) = (request_path(&r.from)?, request_path(&r.to)?);
-        blocking(move || rename(&from, &to, r.overwrite)).await?;
+        let change = blocking(move || rename(&from, &to, r.overwrite));
+        self.replay.run(id, change).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn copy(&self, req: Request<pb::CopyRequest>) -> Result<Response<pb::Empty>, Status> {
+        let id = request_id(&req)?;
         let r = req.into_inner();
         let (from, to) = (request_path(&r.from)?, request_path(&r.to)?);
-        blocking(move || copy_tree(&from, &to, r.recursive, r.overwrite)).await?;
+        let change = blocking(move || copy_tree(&from, &to, r.recursive, r.overwrite));
+        self.replay.run(id, change).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -666,9 +684,12 @@ impl Fs for FsService {
         &self,
         req: Request<pb::SymlinkRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let id = request_id(&req)?;
         let r = req.into_inner();
         let (target, link) = (request_path(&r.target)?, request_path(&r.link)?);
-        blocking(move || std::os::unix::fs::symlink(&target, &link).map_err(io_err(&link))).await?;
+        let change =
+            blocking(move || std::os::unix::fs::symlink(&target, &link).map_err(io_err(&link)));
+        self.replay.run(id, change).await?;
         Ok(Response::new(pb::Empty {}))
     }
 

@@ -4,6 +4,7 @@ pub mod exec;
 pub mod forward;
 pub mod fs;
 pub mod pty;
+pub mod replay;
 pub mod search;
 pub mod system;
 pub mod terminal;
