@@ -81,6 +81,8 @@ pub struct AskpassServer {
     socket: PathBuf,
     script: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    /// A private directory of our own, when `dir` was too deep for a socket.
+    own_dir: Option<PathBuf>,
 }
 
 impl Drop for AskpassServer {
@@ -88,7 +90,24 @@ impl Drop for AskpassServer {
         self.task.abort();
         let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.script);
+        if let Some(d) = &self.own_dir {
+            let _ = std::fs::remove_dir(d);
+        }
     }
+}
+
+/// Longest unix socket path we bind: `sun_path` holds 108 bytes with the
+/// terminating NUL on Linux, fewer on some systems.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// A new private (0700) directory in the system's temp directory.
+fn private_temp_dir(tag: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = std::env::temp_dir().join(format!("yonder-askpass-{tag}"));
+    // `create` (not recursive) fails if it exists: nobody else's directory
+    // is ever used.
+    std::fs::DirBuilder::new().mode(0o700).create(&d)?;
+    Ok(d)
 }
 
 impl AskpassServer {
@@ -98,8 +117,20 @@ impl AskpassServer {
         let mut rnd = [0u8; 6];
         getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
         let tag: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let socket = dir.join(format!("askpass-{tag}.sock"));
-        let script = dir.join(format!("askpass-{tag}.sh"));
+        let mut socket = dir.join(format!("askpass-{tag}.sock"));
+        // A deep runtime directory cannot hold a socket: use a short
+        // private one instead.
+        let own_dir = if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            let d = private_temp_dir(&tag)?;
+            socket = d.join("askpass.sock");
+            Some(d)
+        } else {
+            None
+        };
+        let script = own_dir
+            .as_deref()
+            .unwrap_or(dir)
+            .join(format!("askpass-{tag}.sh"));
         let exe_q = exe.display().to_string().replace('\'', "'\\''");
         let mut f = std::fs::OpenOptions::new()
             .create_new(true)
@@ -119,6 +150,7 @@ impl AskpassServer {
             socket,
             script,
             task,
+            own_dir,
         })
     }
 

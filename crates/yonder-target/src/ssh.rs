@@ -836,24 +836,49 @@ impl tokio::io::AsyncWrite for ChildStream {
     }
 }
 
+/// The master socket's name as ssh itself computes it (`%C`: a hash of
+/// the effective user, host name and port), from `ssh -G`: two aliases of
+/// one host share one master, so they must share one lock.
+async fn master_identity(h: &SshHost) -> Option<String> {
+    if !matches!(h.via, Via::Ssh) {
+        return None;
+    }
+    let mut c = h.command(&["-G"], None);
+    c.stdin(Stdio::null()).stderr(Stdio::null());
+    let out = c.output().await.ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("controlpath "))
+        .and_then(|p| Path::new(p.trim()).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
 /// An exclusive flock on a per-destination file in the control directory.
 async fn master_lock(h: &SshHost) -> Result<std::fs::File, SshError> {
     use std::os::fd::AsRawFd;
-    let name: String = format!(
-        "{}@{}:{}",
-        h.user.as_deref().unwrap_or(""),
-        h.host,
-        h.port.unwrap_or(0)
-    )
-    .chars()
-    .map(|c| {
-        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-            c
-        } else {
-            '_'
-        }
-    })
-    .collect();
+    let fallback = || {
+        format!(
+            "{}@{}:{}",
+            h.user.as_deref().unwrap_or(""),
+            h.host,
+            h.port.unwrap_or(0)
+        )
+    };
+    let name: String = master_identity(h)
+        .await
+        .unwrap_or_else(fallback)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let path = h.control_dir.join(format!("{name}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -900,11 +925,13 @@ pub async fn connect(
     };
     // One master per host even when several yonder commands start at once:
     // the first takes this lock and starts it, the others wait and reuse it.
-    let lock = master_lock(&h).await?;
     if !h.master_alive().await {
-        h.start_master(reporter).await?;
+        let lock = master_lock(&h).await?;
+        if !h.master_alive().await {
+            h.start_master(reporter).await?;
+        }
+        drop(lock);
     }
-    drop(lock);
     bootstrap(&h, own_exe, reporter).await
 }
 

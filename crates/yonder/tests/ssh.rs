@@ -921,3 +921,69 @@ async fn a_client_dials_again_and_retries_after_a_drop() {
     assert!(after.up && after.connections > before, "{after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two aliases of one host started at once share one master: the lock is
+/// named by ssh's own `%C` (from `ssh -G`), not by the alias, so neither
+/// finds the other's socket half-made and falls back to no sharing.
+#[test]
+fn two_aliases_of_one_host_share_one_master() {
+    let s = Sshd::start();
+    let cfg = s.write_config("config-aliases", "yt yt2", "id_ed25519", "known_hosts", "");
+    let run = |alias: &str| {
+        s.cli_with(&cfg)
+            .args(["exec", alias, "--", "true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (run("yt"), run("yt2"));
+    for (name, child) in [("yt", a), ("yt2", b)] {
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {err}");
+        assert!(
+            !err.contains("no connection sharing"),
+            "{name} fell back: {err}"
+        );
+    }
+    let masters: Vec<u32> = processes_with("ControlMaster=yes")
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*s.run_dir.to_string_lossy()))
+        })
+        .collect();
+    assert_eq!(masters.len(), 1, "one master for both aliases: {masters:?}");
+}
+
+/// Where no master can be made (here: the control socket's path is longer
+/// than a unix socket allows), yonder says so once and runs one ssh per
+/// session: everything still works, each session authenticating itself.
+#[test]
+fn without_a_master_every_session_logs_in_by_itself() {
+    let s = Sshd::start();
+    let deep = s.dir.join(format!("run-{}", "d".repeat(90)));
+    let out = s
+        .cli()
+        .env("YONDER_RUNTIME_DIR", &deep)
+        .args(["exec", "yt", "--", "sh", "-c", "echo hello from $USER"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hello from {TEST_USER}\n")
+    );
+    assert_eq!(
+        err.matches("no connection sharing here").count(),
+        1,
+        "said once: {err}"
+    );
+    // Probe and proxy (at least) each logged in: no shared master.
+    let logins = s.log().matches("Accepted publickey").count();
+    assert!(logins >= 2, "{logins} logins:\n{}", s.log());
+}
