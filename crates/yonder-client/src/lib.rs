@@ -303,37 +303,24 @@ impl RemoteProcess {
 
     /// The next output chunk or the exit; `None` after the exit.
     pub async fn next_event(&mut self) -> Option<Result<ProcessEvent>> {
-        if self.exited {
-            return None;
-        }
-        loop {
-            let msg = match self.output.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => {
-                    self.exited = true;
-                    return Some(Err(RemoteError::new(
-                        ErrorKind::Io,
-                        "the connection ended before the program's exit status arrived",
-                    )));
-                }
-                Err(s) => {
-                    self.exited = true;
-                    return Some(Err(remote(s)));
-                }
-            };
-            return Some(Ok(match msg.message {
-                Some(exec_output::Message::Stdout(b)) => ProcessEvent::Stdout(b),
-                Some(exec_output::Message::Stderr(b)) => ProcessEvent::Stderr(b),
-                Some(exec_output::Message::Exit(e)) => {
-                    self.exited = true;
+        next_until_exit(
+            &mut self.output,
+            &mut self.exited,
+            "the connection ended before the program's exit status arrived",
+            |m| match m.message {
+                Some(exec_output::Message::Stdout(b)) => Some((ProcessEvent::Stdout(b), false)),
+                Some(exec_output::Message::Stderr(b)) => Some((ProcessEvent::Stderr(b), false)),
+                Some(exec_output::Message::Exit(e)) => Some((
                     ProcessEvent::Exit(ExitStatus {
                         code: e.code,
                         signal: e.signal,
-                    })
-                }
-                Some(exec_output::Message::StartedPid(_)) | None => continue,
-            }));
-        }
+                    }),
+                    true,
+                )),
+                Some(exec_output::Message::StartedPid(_)) | None => None,
+            },
+        )
+        .await
     }
 
     /// Closes stdin and collects all output until the exit.
@@ -354,6 +341,38 @@ impl RemoteProcess {
             }
         }
         Err(RemoteError::new(ErrorKind::Io, "no exit status"))
+    }
+}
+
+/// The next event of a stream that ends with an exit status (a process, a
+/// terminal): `map` turns a message into an event and says whether it is
+/// the exit (`None`: a message the caller does not show). `None` once
+/// `done`; a stream that ends before the exit is an error.
+pub(crate) async fn next_until_exit<M, E>(
+    output: &mut tonic::Streaming<M>,
+    done: &mut bool,
+    ended_early: &'static str,
+    map: impl Fn(M) -> Option<(E, bool)>,
+) -> Option<Result<E>> {
+    if *done {
+        return None;
+    }
+    loop {
+        let msg = match output.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                *done = true;
+                return Some(Err(RemoteError::new(ErrorKind::Io, ended_early)));
+            }
+            Err(s) => {
+                *done = true;
+                return Some(Err(remote(s)));
+            }
+        };
+        if let Some((ev, exit)) = map(msg) {
+            *done |= exit;
+            return Some(Ok(ev));
+        }
     }
 }
 

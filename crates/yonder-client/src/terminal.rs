@@ -94,40 +94,30 @@ impl TerminalSession {
     /// The next event; `None` after the exit. An error means the connection
     /// was lost: the terminal itself keeps running on the server.
     pub async fn next(&mut self) -> Option<Result<TerminalEvent>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            let msg = match self.output.message().await {
-                Ok(Some(m)) => m,
-                Ok(None) => {
-                    self.done = true;
-                    return Some(Err(RemoteError::new(
-                        ErrorKind::Io,
-                        "the terminal stream ended without an exit status",
-                    )));
-                }
-                Err(s) => {
-                    self.done = true;
-                    return Some(Err(remote(s)));
-                }
-            };
-            return Some(Ok(match msg.message {
-                Some(terminal_output::Message::Data(d)) => TerminalEvent::Data {
-                    offset: d.offset,
-                    data: d.data,
-                },
-                Some(terminal_output::Message::Lost(n)) => TerminalEvent::Lost(n),
-                Some(terminal_output::Message::Exit(e)) => {
-                    self.done = true;
+        crate::next_until_exit(
+            &mut self.output,
+            &mut self.done,
+            "the terminal stream ended without an exit status",
+            |m| match m.message {
+                Some(terminal_output::Message::Data(d)) => Some((
+                    TerminalEvent::Data {
+                        offset: d.offset,
+                        data: d.data,
+                    },
+                    false,
+                )),
+                Some(terminal_output::Message::Lost(n)) => Some((TerminalEvent::Lost(n), false)),
+                Some(terminal_output::Message::Exit(e)) => Some((
                     TerminalEvent::Exit(ExitStatus {
                         code: e.code,
                         signal: e.signal,
-                    })
-                }
-                Some(terminal_output::Message::Attached(_)) | None => continue,
-            }));
-        }
+                    }),
+                    true,
+                )),
+                Some(terminal_output::Message::Attached(_)) | None => None,
+            },
+        )
+        .await
     }
 }
 
