@@ -346,7 +346,7 @@ pub async fn build(
     Ok(())
 }
 
-fn tempfile_dir() -> Result<PathBuf, crate::up::UpError> {
+pub(crate) fn tempfile_dir() -> Result<PathBuf, crate::up::UpError> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -10,6 +10,7 @@
 //! - [`compose`] runs Docker Compose configurations;
 //! - [`engine`] drives `docker`/`podman`;
 //! - [`lifecycle`] runs the lifecycle commands;
+//! - [`uid`] gives the remote user the local UID/GID (`updateRemoteUserUID`);
 //! - [`up`] ties them together: `up`, `stop`, `down`, finding a folder's
 //!   container.
 //!
@@ -25,5 +26,6 @@ pub mod jsonc;
 pub mod lifecycle;
 pub mod metadata;
 pub mod oci;
+pub mod uid;
 pub mod up;
 pub mod vars;

@@ -506,16 +506,7 @@ fn run_args(
     if let Some(u) = &merged.container_user {
         a.extend(["-u".into(), u.clone()]);
     }
-    let run_args: Vec<String> = r
-        .value
-        .get("runArgs")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let run_args = config_run_args(r);
     if engine.kind == EngineKind::Podman {
         // SELinux hosts would otherwise refuse the workspace bind mount
         // (devcontainers/cli#914); harmless elsewhere.
@@ -523,16 +514,12 @@ fn run_args(
         // Rootless Podman maps the user's own UID into the container, which
         // does what updateRemoteUserUID does on Docker (the spec allows
         // skipping the UID update then). Rootful Podman refuses keep-id.
-        let remote = merged.remote_user.as_deref().unwrap_or("root");
-        // SAFETY: geteuid has no preconditions.
-        let rootless = unsafe { libc::geteuid() } != 0;
-        if rootless
-            && remote != "root"
-            && remote != "0"
-            && !run_args
-                .iter()
-                .any(|x| x.starts_with("--uidmap") || x.starts_with("--gidmap"))
-        {
+        let image_user = image_inspect
+            .pointer("/Config/User")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let remote = crate::uid::effective_remote_user(merged, image_user);
+        if crate::uid::keep_id(engine.kind, crate::uid::Host::current(), &remote, &run_args) {
             a.push("--userns=keep-id".into());
         }
     }
@@ -570,6 +557,54 @@ fn run_args(
         }
     }
     a
+}
+
+/// The config's `runArgs` (strings only).
+fn config_run_args(r: &Resolved) -> Vec<String> {
+    r.value
+        .get("runArgs")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `updateRemoteUserUID`: builds `<image>-uid` when the plan says so and
+/// returns the image to run.
+async fn update_uid(
+    engine: &Engine,
+    r: &Resolved,
+    merged: &Merged,
+    image: String,
+    inspect: &Value,
+) -> Result<String, UpError> {
+    let image_user = inspect
+        .pointer("/Config/User")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let Some(plan) = crate::uid::plan(
+        merged,
+        image_user,
+        engine.kind,
+        crate::uid::Host::current(),
+        &config_run_args(r),
+    ) else {
+        return Ok(image);
+    };
+    // The reference CLI's name: the folder's image (or the image built from
+    // it, such as `-features`) with `-uid`.
+    let folder = image_name(&r.workspace);
+    let base = if image.starts_with(&folder) {
+        image.clone()
+    } else {
+        folder
+    };
+    let tag = format!("{base}-uid");
+    crate::uid::build(engine, &image, &tag, &plan).await?;
+    Ok(tag)
 }
 
 fn push_port(a: &mut Vec<String>, p: &Value) {
@@ -940,6 +975,9 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             snippets.push(snippet);
             let merged = metadata::merge(&snippets);
             check_host_requirements(&merged);
+            // The -uid image has the same entrypoint, command and labels, so
+            // `inspect` still describes it.
+            let image = update_uid(engine, r, &merged, image, &inspect).await?;
             let label = serde_json::to_string(&snippets).expect("json");
             let args = run_args(r, engine, &merged, &image, &inspect, &label);
             eprintln!("Creating the container from {image}...");

@@ -1104,3 +1104,191 @@ fn doctor_checks_the_engine_a_test_container_and_file_sharing() {
     assert_eq!(answers["status"], "problem");
     assert_eq!(code, 1);
 }
+
+/// A rootful Podman's Docker-compatible API on a socket in a temp folder
+/// that any user may reach, so a non-root user drives it with the Docker
+/// CLI (`DOCKER_HOST=unix://…`). Stopped when dropped.
+struct PodmanService {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl PodmanService {
+    fn start() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.path().join("podman.sock");
+        let child = podman()
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "podman system service did not listen on {}",
+                sock.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        PodmanService { child, dir }
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("podman.sock").display())
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `yonder` run as `u`, with the Docker CLI on PATH (a client only) driving
+/// the rootful Podman service, and state in the user's home.
+fn yonder_as(u: &common::user::TempUser, svc: &PodmanService) -> Command {
+    let mut c = u.command(common::YONDER);
+    c.env("DOCKER_HOST", svc.docker_host())
+        .env("YONDER_DOCKER_PATH", "docker")
+        .env("YONDER_STATE_DIR", u.home.join(".yonder-state"))
+        .env("YONDER_RUNTIME_DIR", u.home.join(".yonder-run"));
+    c
+}
+
+/// A project owned by `u`, whose image has the user `dev` (UID 4321) as its
+/// `USER`, plus whatever `extra` Dockerfile lines add.
+fn uid_project(u: &common::user::TempUser, extra: &str) -> Project {
+    let p = Project::new(
+        r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev",
+            "postCreateCommand": "id -u > /tmp/hook-uid"}"#,
+    );
+    p.write(
+        ".devcontainer/Dockerfile",
+        &format!(
+            "FROM {BASE}\nRUN groupadd -g 4321 dev && useradd -m -u 4321 -g 4321 -s /bin/sh dev\n{extra}USER dev\n"
+        ),
+    );
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", u.uid, u.gid))
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    p
+}
+
+#[test]
+fn uid_update_gives_the_remote_user_the_local_uid_through_the_docker_cli() {
+    let svc = PodmanService::start();
+    let u = common::user::TempUser::create();
+    assert_ne!(
+        u.uid, 4321,
+        "the test needs a host UID other than the image's"
+    );
+    let p = uid_project(&u, "");
+    let (code, out, err) = run(yonder_as(&u, &svc)
+        .args(["up", "--docker-path", "docker", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["remoteUser"], "dev", "{v}");
+    assert!(err.contains("-uid"), "the -uid image was not built: {err}");
+    // Inside, as the remote user: the host user's UID and GID, a home of
+    // its own, and a workspace it can write, whose files the host user owns.
+    let target = p.target();
+    let (code, out, err) = run(yonder_as(&u, &svc).args([
+        "exec",
+        &target,
+        "--",
+        "sh",
+        "-c",
+        "id -un; id -u; id -g; stat -c %u:%g \"$HOME\" \"$HOME/.bashrc\"; cat /tmp/hook-uid; echo hi > written-inside",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let ids = format!("{}:{}", u.uid, u.gid);
+    assert_eq!(
+        out,
+        format!("dev\n{}\n{}\n{ids}\n{ids}\n{}\n", u.uid, u.gid, u.uid),
+        "{err}"
+    );
+    let made = p.dir.path().join("written-inside");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&made).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (u.uid, u.gid));
+
+    // updateRemoteUserUID false: the image's UID stays.
+    let q = uid_project(&u, "");
+    q.write(
+        ".devcontainer/devcontainer.json",
+        r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev", "updateRemoteUserUID": false}"#,
+    );
+    let (code, out, err) = run(yonder_as(&u, &svc)
+        .args([
+            "up",
+            "--no-server",
+            "--docker-path",
+            "docker",
+            "--workspace-folder",
+        ])
+        .arg(q.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains("-uid"), "{err}");
+    let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = podman()
+        .args(["exec", "-u", "dev", &id, "id", "-u"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "4321\n");
+}
+
+#[test]
+fn uid_update_is_skipped_when_another_image_user_has_the_local_uid() {
+    let svc = PodmanService::start();
+    let u = common::user::TempUser::create();
+    let p = uid_project(
+        &u,
+        &format!("RUN useradd -M -u {} -s /bin/sh taken\n", u.uid),
+    );
+    let (code, out, err) = run(yonder_as(&u, &svc)
+        .args([
+            "up",
+            "--no-server",
+            "--docker-path",
+            "docker",
+            "--workspace-folder",
+        ])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains(&format!("UID {} belongs to taken", u.uid)),
+        "{err}"
+    );
+    let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = podman()
+        .args([
+            "exec",
+            "-u",
+            "dev",
+            &id,
+            "sh",
+            "-c",
+            "id -u; id -g; cat /tmp/hook-uid",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "4321\n4321\n4321\n");
+}
