@@ -7,6 +7,13 @@
 //! containerEnv, user, mounts and run options, and the keep-alive entrypoint
 //! when `overrideCommand` is true. The override is JSON, which every YAML
 //! parser reads, so no YAML writer is needed.
+//!
+//! When features or the UID update apply, yonder needs the primary
+//! service's image first: it reads the compose files (YAML) for the
+//! service's `image` or `build`, builds or pulls that with the engine,
+//! extends it (`-features`, `-uid`), and the override points the service at
+//! the result, as the reference CLI's start override does. Compose then
+//! finds the image present and builds nothing for that service.
 
 use crate::engine::{Engine, EngineKind};
 use crate::metadata::Merged;
@@ -128,6 +135,158 @@ fn short_volume(m: &Value) -> Option<String> {
     })
 }
 
+/// Where the primary service's image comes from, merged over the compose
+/// files (a later file's keys win).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceSource {
+    pub image: Option<String>,
+    /// The `build` object (a string is its `context`).
+    pub build: Option<serde_json::Map<String, Value>>,
+}
+
+/// Reads `service`'s `image` and `build` from the compose files.
+pub fn service_source(r: &Resolved, service: &str) -> Result<ServiceSource, UpError> {
+    let mut out = ServiceSource::default();
+    let mut found = false;
+    for f in files(r) {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| UpError::Other(format!("cannot read {}: {e}", f.display())))?;
+        let doc: Value = serde_norway::from_str(&text).map_err(|e| {
+            UpError::Other(format!("{}: not a valid compose file: {e}", f.display()))
+        })?;
+        let Some(svc) = doc.pointer(&format!("/services/{service}")) else {
+            continue;
+        };
+        found = true;
+        if let Some(i) = svc.get("image").and_then(Value::as_str) {
+            out.image = Some(i.to_string());
+        }
+        match svc.get("build") {
+            Some(Value::String(ctx)) => {
+                out.build
+                    .get_or_insert_with(Default::default)
+                    .insert("context".into(), json!(ctx));
+            }
+            Some(Value::Object(b)) => {
+                let into = out.build.get_or_insert_with(Default::default);
+                for (k, v) in b {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !found {
+        return Err(UpError::Other(format!(
+            "{}: service {service:?} is not in the compose files {}",
+            r.file.path.display(),
+            files(r)
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if out.image.is_none() && out.build.is_none() {
+        return Err(UpError::Other(format!(
+            "{}: compose service {service:?} has neither `image` nor `build`",
+            r.file.path.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// `build.args` as `K=V` (a map, or a list of `K=V`; a bare `K` takes the
+/// local environment's value, as compose does).
+fn build_args(b: &serde_json::Map<String, Value>) -> Vec<String> {
+    match b.get("args") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                Value::Null => format!("{k}={}", std::env::var(k).unwrap_or_default()),
+                other => format!("{k}={other}"),
+            })
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| {
+                if s.contains('=') {
+                    s.to_string()
+                } else {
+                    format!("{s}={}", std::env::var(s).unwrap_or_default())
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The primary service's image, built (its `build`, tagged as the folder's
+/// image) or pulled when missing, with its `inspect`.
+pub async fn prepare_image(
+    engine: &Engine,
+    r: &Resolved,
+    no_cache: bool,
+) -> Result<(String, Value), UpError> {
+    let service = r
+        .value
+        .get("service")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let src = service_source(r, service)?;
+    let inspect = |name: String| async move {
+        let i = engine.inspect_image(&name).await?.ok_or_else(|| {
+            UpError::Other(format!("the image {name} is there but cannot be inspected"))
+        })?;
+        Ok::<_, UpError>((name, i))
+    };
+    if let Some(b) = &src.build {
+        // Relative paths are relative to the first compose file's folder.
+        let dir = files(r)
+            .first()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| r.workspace.clone());
+        let context = dir.join(b.get("context").and_then(Value::as_str).unwrap_or("."));
+        let dockerfile = context.join(
+            b.get("dockerfile")
+                .and_then(Value::as_str)
+                .unwrap_or("Dockerfile"),
+        );
+        let tag = crate::up::image_name(&r.workspace);
+        let mut args: Vec<String> = vec![
+            "build".into(),
+            "-f".into(),
+            dockerfile.display().to_string(),
+            "-t".into(),
+            tag.clone(),
+        ];
+        if let Some(t) = b.get("target").and_then(Value::as_str) {
+            args.extend(["--target".into(), t.into()]);
+        }
+        for a in build_args(b) {
+            args.extend(["--build-arg".into(), a]);
+        }
+        if no_cache {
+            args.push("--no-cache".into());
+        }
+        args.push(context.display().to_string());
+        eprintln!(
+            "Building the image of compose service {service:?} from {}...",
+            dockerfile.display()
+        );
+        engine.run_visible(&args).await?;
+        return inspect(tag).await;
+    }
+    let image = src.image.unwrap_or_default();
+    if engine.inspect_image(&image).await?.is_none() {
+        eprintln!("Pulling {image}...");
+        engine.run_visible(&["pull", image.as_str()]).await?;
+    }
+    inspect(image).await
+}
+
 fn override_path(r: &Resolved) -> PathBuf {
     crate::up::state_dir()
         .join("compose")
@@ -140,6 +299,7 @@ fn write_override(
     service: &str,
     merged: &Merged,
     metadata_label: &str,
+    image: Option<&str>,
 ) -> Result<PathBuf, UpError> {
     let mut labels: Vec<String> = r
         .id_labels
@@ -149,6 +309,9 @@ fn write_override(
     labels.push(format!("{LABEL_METADATA}={metadata_label}"));
     labels.push(format!("{LABEL_HASH}={}", r.content_hash()));
     let mut svc = json!({ "labels": labels });
+    if let Some(i) = image {
+        svc["image"] = json!(i);
+    }
     let env: Vec<String> = merged
         .container_env
         .iter()
@@ -177,12 +340,14 @@ fn write_override(
         svc["volumes"] = json!(vols);
     }
     if merged.override_command == Some(true) {
-        svc["entrypoint"] = json!([
-            "/bin/sh",
-            "-c",
-            "echo Container started\ntrap \"exit 0\" 15\nexec \"$$@\"\nwhile sleep 1 & wait $$!; do :; done",
-            "-"
-        ]);
+        // Features' entrypoints run first, as on the single-container path;
+        // `$` is doubled because compose interpolates it.
+        let script = format!(
+            "echo Container started\ntrap \"exit 0\" 15\n{}\nexec \"$@\"\nwhile sleep 1 & wait $!; do :; done",
+            merged.entrypoints.join("\n")
+        )
+        .replace('$', "$$");
+        svc["entrypoint"] = json!(["/bin/sh", "-c", script, "-"]);
         svc["command"] = json!([]);
     }
     let doc = json!({ "services": { service: svc } });
@@ -241,6 +406,7 @@ pub async fn create(
     r: &Resolved,
     merged: &Merged,
     metadata_label: &str,
+    image: Option<&str>,
 ) -> Result<String, UpError> {
     let service = r
         .value
@@ -258,7 +424,7 @@ pub async fn create(
         }
     }
     let cli = ComposeCli::detect(engine)?;
-    let over = write_override(r, &service, merged, metadata_label)?;
+    let over = write_override(r, &service, merged, metadata_label, image)?;
     let mut args = base_args(r, &cli, Some(&over));
     args.extend(["up".into(), "-d".into()]);
     let mut services: Vec<String> = r
@@ -313,6 +479,60 @@ pub async fn down(engine: &Engine, r: &Resolved, volumes: bool) -> Result<(), Up
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolved(files: &[(&str, &str)], config: &str) -> (tempfile::TempDir, Resolved) {
+        let d = tempfile::tempdir().unwrap();
+        let dc = d.path().join(".devcontainer");
+        std::fs::create_dir_all(&dc).unwrap();
+        std::fs::write(dc.join("devcontainer.json"), config).unwrap();
+        for (name, text) in files {
+            std::fs::write(dc.join(name), text).unwrap();
+        }
+        let r = crate::up::resolve(d.path(), None).unwrap();
+        (d, r)
+    }
+
+    #[test]
+    fn the_service_source_merges_over_the_compose_files() {
+        let (_d, r) = resolved(
+            &[
+                (
+                    "a.yml",
+                    "services:\n  app:\n    build: ./ctx\n    command: x\n  db:\n    image: pg\n",
+                ),
+                (
+                    "b.yml",
+                    "services:\n  app:\n    image: named:1\n    build:\n      dockerfile: Other\n      args: [A=1, B]\n",
+                ),
+            ],
+            r#"{"dockerComposeFile": ["a.yml", "b.yml"], "service": "app"}"#,
+        );
+        let s = service_source(&r, "app").unwrap();
+        assert_eq!(s.image.as_deref(), Some("named:1"));
+        let b = s.build.unwrap();
+        assert_eq!(b["context"], "./ctx");
+        assert_eq!(b["dockerfile"], "Other");
+        assert_eq!(build_args(&b)[0], "A=1");
+        assert_eq!(
+            service_source(&r, "db").unwrap(),
+            ServiceSource {
+                image: Some("pg".into()),
+                build: None
+            }
+        );
+        let e = service_source(&r, "nope").unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not in the compose files"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_compose_file_is_named() {
+        let (_d, r) = resolved(
+            &[("a.yml", "services:\n  app: [unclosed\n")],
+            r#"{"dockerComposeFile": "a.yml", "service": "app"}"#,
+        );
+        let e = service_source(&r, "app").unwrap_err().to_string();
+        assert!(e.contains("a.yml: not a valid compose file"), "{e}");
+    }
 
     #[test]
     fn mounts_become_short_volumes() {

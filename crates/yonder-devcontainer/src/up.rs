@@ -344,7 +344,7 @@ pub async fn find_container(engine: &Engine, r: &Resolved) -> Result<Option<Cont
 }
 
 /// Docker image names allow only `[a-z0-9._-]` here.
-fn image_name(workspace: &Path) -> String {
+pub(crate) fn image_name(workspace: &Path) -> String {
     let base: String = basename(workspace)
         .to_lowercase()
         .chars()
@@ -372,7 +372,7 @@ fn mount_arg(m: &Value) -> Option<String> {
     }
 }
 
-fn image_metadata(image: &Value) -> Vec<Value> {
+pub(crate) fn image_metadata(image: &Value) -> Vec<Value> {
     image
         .pointer("/Config/Labels")
         .and_then(|l| l.get(LABEL_METADATA))
@@ -557,6 +557,54 @@ fn run_args(
         }
     }
     a
+}
+
+/// Builds `<folder image>-features` from `image` with `features` installed
+/// and returns it with its `inspect`.
+async fn build_features(
+    engine: &Engine,
+    r: &Resolved,
+    features: &[crate::features::Feature],
+    snippet: &Value,
+    image: &str,
+    inspect: &Value,
+) -> Result<(String, Value), UpError> {
+    let mut base_meta = image_metadata(inspect);
+    let mut with_conf = base_meta.clone();
+    with_conf.push(snippet.clone());
+    let pre = metadata::merge(&with_conf);
+    let base_user = inspect
+        .pointer("/Config/User")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let container_user = pre.container_user.clone().unwrap_or_else(|| {
+        if base_user.is_empty() {
+            "root".into()
+        } else {
+            base_user.clone()
+        }
+    });
+    let remote_user = pre
+        .remote_user
+        .clone()
+        .unwrap_or_else(|| container_user.clone());
+    base_meta.extend(features.iter().map(crate::features::snippet));
+    let label = serde_json::to_string(&base_meta).expect("json");
+    let tag = format!("{}-features", image_name(&r.workspace));
+    let spec = crate::features::BuildSpec {
+        base: image,
+        base_user: &base_user,
+        remote_user: &remote_user,
+        container_user: &container_user,
+        label: &label,
+        tag: &tag,
+    };
+    crate::features::build(engine, &spec, features).await?;
+    let inspect = engine.inspect_image(&tag).await?.ok_or_else(|| {
+        UpError::Other(format!("the image {tag} was built but cannot be inspected"))
+    })?;
+    Ok((tag, inspect))
 }
 
 /// The config's `runArgs` (strings only).
@@ -905,15 +953,32 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             (c, merged, false)
         }
         None if r.is_compose() => {
-            if !features.is_empty() {
-                eprintln!(
-                    "warning: {}: features are not installed into compose services by this yonder yet; they are ignored",
-                    r.file.path.display()
-                );
-            }
-            let pre = metadata::merge(std::slice::from_ref(&snippet));
-            let label = serde_json::to_string(std::slice::from_ref(&snippet)).expect("json");
-            let id = crate::compose::create(engine, r, &pre, &label).await?;
+            // Features and the UID update need the service's image, which
+            // yonder then extends and points the service at (the reference
+            // CLI's "start override"); without them compose makes the image.
+            let host = crate::uid::Host::current();
+            let may_update_uid = host.linux
+                && host.uid != 0
+                && metadata::merge(std::slice::from_ref(&snippet)).update_remote_user_uid
+                    != Some(false);
+            let (image, mut snippets) = if !features.is_empty() || may_update_uid {
+                let (mut image, mut inspect) =
+                    crate::compose::prepare_image(engine, r, opts.rebuild).await?;
+                if !features.is_empty() {
+                    (image, inspect) =
+                        build_features(engine, r, &features, &snippet, &image, &inspect).await?;
+                }
+                let mut snippets = image_metadata(&inspect);
+                snippets.push(snippet.clone());
+                let merged = metadata::merge(&snippets);
+                let image = update_uid(engine, r, &merged, image, &inspect).await?;
+                (Some(image), snippets)
+            } else {
+                (None, vec![snippet.clone()])
+            };
+            let pre = metadata::merge(&snippets);
+            let label = serde_json::to_string(&snippets).expect("json");
+            let id = crate::compose::create(engine, r, &pre, &label, image.as_deref()).await?;
             let c = engine
                 .inspect(std::slice::from_ref(&id))
                 .await?
@@ -922,54 +987,22 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                 .ok_or_else(|| {
                     UpError::Other(format!("container {} cannot be inspected", short(&id)))
                 })?;
-            // The service's image may carry metadata of its own.
-            let mut snippets = match engine.inspect_image(&c.image).await? {
-                Some(i) => image_metadata(&i),
-                None => Vec::new(),
-            };
-            snippets.push(snippet);
+            if image.is_none() {
+                // The service's image may carry metadata of its own.
+                snippets = match engine.inspect_image(&c.image).await? {
+                    Some(i) => image_metadata(&i),
+                    None => Vec::new(),
+                };
+                snippets.push(snippet);
+            }
             (c, metadata::merge(&snippets), true)
         }
         None => {
             let (mut image, mut inspect) =
                 prepare_image(engine, r, opts.rebuild, pre_inspect).await?;
             if !features.is_empty() {
-                let mut base_meta = image_metadata(&inspect);
-                let mut with_conf = base_meta.clone();
-                with_conf.push(snippet.clone());
-                let pre = metadata::merge(&with_conf);
-                let base_user = inspect
-                    .pointer("/Config/User")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let container_user = pre.container_user.clone().unwrap_or_else(|| {
-                    if base_user.is_empty() {
-                        "root".into()
-                    } else {
-                        base_user.clone()
-                    }
-                });
-                let remote_user = pre
-                    .remote_user
-                    .clone()
-                    .unwrap_or_else(|| container_user.clone());
-                base_meta.extend(features.iter().map(crate::features::snippet));
-                let label = serde_json::to_string(&base_meta).expect("json");
-                let tag = format!("{}-features", image_name(&r.workspace));
-                let spec = crate::features::BuildSpec {
-                    base: &image,
-                    base_user: &base_user,
-                    remote_user: &remote_user,
-                    container_user: &container_user,
-                    label: &label,
-                    tag: &tag,
-                };
-                crate::features::build(engine, &spec, &features).await?;
-                inspect = engine.inspect_image(&tag).await?.ok_or_else(|| {
-                    UpError::Other(format!("the image {tag} was built but cannot be inspected"))
-                })?;
-                image = tag;
+                (image, inspect) =
+                    build_features(engine, r, &features, &snippet, &image, &inspect).await?;
             }
             let mut snippets = image_metadata(&inspect);
             snippets.push(snippet);

@@ -1292,3 +1292,63 @@ fn uid_update_is_skipped_when_another_image_user_has_the_local_uid() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "4321\n4321\n4321\n");
 }
+
+#[test]
+fn features_install_into_a_compose_service_built_from_its_dockerfile() {
+    let p = Project::new(
+        r#"{"dockerComposeFile": "docker-compose.yml", "service": "app",
+            "workspaceFolder": "/workspace", "overrideCommand": true,
+            "features": {"./hello": {"greeting": "compose says hi"}}}"#,
+    );
+    p.write(
+        ".devcontainer/docker-compose.yml",
+        &format!(
+            "version: \"3\"\nservices:\n  app:\n    build:\n      context: .\n      dockerfile: app.Dockerfile\n      args:\n        FLAVOUR: built\n    volumes:\n      - ..:/workspace\n  db:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n"
+        ),
+    );
+    p.write(
+        ".devcontainer/app.Dockerfile",
+        &format!("FROM {BASE}\nARG FLAVOUR\nRUN echo \"$FLAVOUR\" > /flavour\n"),
+    );
+    p.write(
+        ".devcontainer/hello/devcontainer-feature.json",
+        r#"{"id": "hello", "options": {"greeting": {"type": "string", "default": "hi"}},
+            "containerEnv": {"HELLO_HOME": "/opt/hello"},
+            "postCreateCommand": "echo feature-hook > /tmp/feature-hook"}"#,
+    );
+    p.write(
+        ".devcontainer/hello/install.sh",
+        "#!/bin/sh\nset -e\nmkdir -p /opt/hello\necho \"$GREETING\" > /opt/hello/said\n",
+    );
+    p.write("hello.txt", "from the host\n");
+    let (code, v, err) = p.up(&[]);
+    assert_eq!(code, 0, "{v}\n{err}");
+    // The service's own Dockerfile (with its build arg), the feature's
+    // install script, its containerEnv and its lifecycle hook, and the
+    // compose file's volume: all in the one service container.
+    assert_eq!(
+        p.sh("cat /flavour /opt/hello/said; echo $HELLO_HOME; cat /tmp/feature-hook hello.txt"),
+        "built\ncompose says hi\n/opt/hello\nfeature-hook\nfrom the host\n",
+        "{err}"
+    );
+    // The container runs the extended image and says which features it has.
+    let out = podman()
+        .args([
+            "inspect",
+            "--format",
+            "{{.ImageName}} {{index .Config.Labels \"devcontainer.metadata\"}}",
+            v["containerId"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("-features"), "{out}");
+    assert!(out.contains("\"id\":\"hello\""), "{out}");
+    // Re-up reuses the container; down removes the project.
+    assert_eq!(p.up_ok(&["--no-server"])["containerId"], v["containerId"]);
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["down", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+}
