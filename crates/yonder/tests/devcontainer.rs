@@ -1352,3 +1352,128 @@ fn features_install_into_a_compose_service_built_from_its_dockerfile() {
         .arg(p.path()));
     assert_eq!(code, 0, "{err}");
 }
+
+/// Python's http.server on 127.0.0.1 serving `dir`; stopped when dropped.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/setup installs it)");
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "http.server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tarball_url_features_are_fetched_checked_and_cached() {
+    let src = tempfile::tempdir().unwrap();
+    let feature = src.path().join("feature");
+    std::fs::create_dir_all(&feature).unwrap();
+    std::fs::write(
+        feature.join("devcontainer-feature.json"),
+        r#"{"id": "tarred", "options": {"word": {"type": "string", "default": "plain"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        feature.join("install.sh"),
+        "#!/bin/sh\nset -e\necho \"tarball says $WORD\" > /tarred\n",
+    )
+    .unwrap();
+    let served = src.path().join("www");
+    std::fs::create_dir_all(&served).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&feature)
+        .arg("-czf")
+        .arg(served.join("devcontainer-feature-tarred.tgz"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The same archive under another feature's name: refused.
+    std::fs::copy(
+        served.join("devcontainer-feature-tarred.tgz"),
+        served.join("devcontainer-feature-other.tgz"),
+    )
+    .unwrap();
+    let http = HttpServer::start(&served);
+    let url = format!(
+        "http://127.0.0.1:{}/devcontainer-feature-tarred.tgz",
+        http.port
+    );
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "features": {{"{url}": {{"word": "hello"}}}}}}"#
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let up = |extra: &[&str]| {
+        run(p
+            .yonder()
+            .env("YONDER_CACHE_DIR", cache.path())
+            .args(["up", "--no-server", "--workspace-folder"])
+            .arg(p.path())
+            .args(extra))
+    };
+    let (code, out, err) = up(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(p.sh("cat /tarred"), "tarball says hello\n");
+    // The server goes away: the cached download still builds a new container.
+    drop(http);
+    let (code, out, err) = up(&["--remove-existing"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("using the copy fetched earlier"), "{err}");
+    assert_eq!(p.sh("cat /tarred"), "tarball says hello\n");
+
+    // Refusals name the feature and what to do.
+    let http = HttpServer::start(&served);
+    for (key, expect) in [
+        (
+            format!(
+                "http://127.0.0.1:{}/devcontainer-feature-other.tgz",
+                http.port
+            ),
+            "its devcontainer-feature.json says \\\"id\\\": \\\"tarred\\\"",
+        ),
+        (
+            "http://example.invalid/devcontainer-feature-x.tgz".to_string(),
+            "https only",
+        ),
+        (
+            format!("http://127.0.0.1:{}/feature.tgz", http.port),
+            "devcontainer-feature-<id>.tgz",
+        ),
+    ] {
+        p.write(
+            ".devcontainer/devcontainer.json",
+            &format!(r#"{{"image": "{BASE}", "features": {{"{key}": {{}}}}}}"#),
+        );
+        let (code, out, err) = up(&["--remove-existing"]);
+        assert_eq!(code, 1, "{key}: {out}\n{err}");
+        assert!(out.contains(expect), "{key}: {out}\n{err}");
+    }
+}
