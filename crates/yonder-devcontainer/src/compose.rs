@@ -144,10 +144,93 @@ pub struct ServiceSource {
     pub build: Option<serde_json::Map<String, Value>>,
 }
 
-/// Reads `service`'s `image` and `build` from the compose files.
+/// Compose's variable interpolation in `s`: `$$` is a `$`; `${VAR}`,
+/// `${VAR:-default}` (unset or empty) and `${VAR-default}` (unset), and
+/// `$VAR`. Other forms (`:?`, `:+`) are left as written.
+pub fn interpolate(s: &str, var: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            let inner = &body[..end];
+            let value = if let Some((name, dflt)) = inner.split_once(":-") {
+                var(name)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| dflt.into())
+            } else if let Some((name, dflt)) = inner.split_once('-') {
+                var(name).unwrap_or_else(|| dflt.into())
+            } else if inner.contains(['?', '+', ':']) {
+                format!("${{{inner}}}")
+            } else {
+                var(inner).unwrap_or_default()
+            };
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            let n = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if n == 0 {
+                out.push('$');
+            } else {
+                out.push_str(&var(&after[..n]).unwrap_or_default());
+            }
+            rest = &after[n..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn interpolate_value(v: &Value, var: &dyn Fn(&str) -> Option<String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(interpolate(s, var)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate_value(x, var)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), interpolate_value(x, var)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The variables compose interpolates with: the environment, then the
+/// `.env` file of the project folder (the first compose file's).
+fn compose_vars(r: &Resolved) -> impl Fn(&str) -> Option<String> {
+    let dir = files(r)
+        .first()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let dotenv: Vec<(String, String)> = std::fs::read_to_string(dir.join(".env"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        })
+        .collect();
+    move |k: &str| {
+        std::env::var(k)
+            .ok()
+            .or_else(|| dotenv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+}
+
+/// Reads `service`'s `image` and `build` from the compose files, with
+/// compose's variable interpolation.
 pub fn service_source(r: &Resolved, service: &str) -> Result<ServiceSource, UpError> {
     let mut out = ServiceSource::default();
     let mut found = false;
+    let vars = compose_vars(r);
     for f in files(r) {
         let text = std::fs::read_to_string(&f)
             .map_err(|e| UpError::Other(format!("cannot read {}: {e}", f.display())))?;
@@ -157,6 +240,7 @@ pub fn service_source(r: &Resolved, service: &str) -> Result<ServiceSource, UpEr
         let Some(svc) = doc.pointer(&format!("/services/{service}")) else {
             continue;
         };
+        let svc = &interpolate_value(svc, &vars);
         found = true;
         if let Some(i) = svc.get("image").and_then(Value::as_str) {
             out.image = Some(i.to_string());
@@ -522,6 +606,26 @@ mod tests {
         );
         let e = service_source(&r, "nope").unwrap_err().to_string();
         assert!(e.contains("\"nope\" is not in the compose files"), "{e}");
+    }
+
+    #[test]
+    fn variables_interpolate_like_compose() {
+        let var = |k: &str| match k {
+            "TAG" => Some("1.2".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(interpolate("img:${TAG}", &var), "img:1.2");
+        assert_eq!(interpolate("img:$TAG-x", &var), "img:1.2-x");
+        assert_eq!(
+            interpolate("${NOPE:-dflt} ${EMPTY:-e} ${EMPTY-f}", &var),
+            "dflt e "
+        );
+        assert_eq!(interpolate("${NOPE-g}$$HOME $", &var), "g$HOME $");
+        assert_eq!(
+            interpolate("${NOPE:?must be set} ${unclosed", &var),
+            "${NOPE:?must be set} ${unclosed"
+        );
     }
 
     #[test]

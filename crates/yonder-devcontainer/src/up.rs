@@ -607,6 +607,23 @@ async fn build_features(
     Ok((tag, inspect))
 }
 
+/// Whether a compose config may need the UID update, so yonder must make
+/// the service's image itself: a non-root Linux user, the update not turned
+/// off, and a remote user named in the config, or an image-only service
+/// (whose `USER` may name one). A service built from a Dockerfile with no
+/// user named in the config is left to compose, as before (a known gap).
+fn compose_may_update_uid(r: &Resolved, m: &Merged) -> bool {
+    let host = crate::uid::Host::current();
+    if !host.linux || host.uid == 0 || m.update_remote_user_uid == Some(false) {
+        return false;
+    }
+    if m.remote_user.is_some() || m.container_user.is_some() {
+        return crate::uid::plan(m, "", EngineKind::Docker, host, &[]).is_some();
+    }
+    let service = r.str("service").unwrap_or_default();
+    crate::compose::service_source(r, service).is_ok_and(|s| s.build.is_none())
+}
+
 /// The config's `runArgs` (strings only).
 fn config_run_args(r: &Resolved) -> Vec<String> {
     r.value
@@ -956,11 +973,8 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             // Features and the UID update need the service's image, which
             // yonder then extends and points the service at (the reference
             // CLI's "start override"); without them compose makes the image.
-            let host = crate::uid::Host::current();
-            let may_update_uid = host.linux
-                && host.uid != 0
-                && metadata::merge(std::slice::from_ref(&snippet)).update_remote_user_uid
-                    != Some(false);
+            let may_update_uid =
+                compose_may_update_uid(r, &metadata::merge(std::slice::from_ref(&snippet)));
             let (image, mut snippets) = if !features.is_empty() || may_update_uid {
                 let (mut image, mut inspect) =
                     crate::compose::prepare_image(engine, r, opts.rebuild).await?;
