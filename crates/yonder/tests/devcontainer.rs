@@ -1477,3 +1477,80 @@ fn tarball_url_features_are_fetched_checked_and_cached() {
         assert!(out.contains(expect), "{key}: {out}\n{err}");
     }
 }
+
+#[test]
+fn uid_update_on_a_compose_service_through_docker_compose() {
+    let svc = PodmanService::start();
+    let u = common::user::TempUser::create();
+    // The service's image has `dev` (4321); its name comes from .env, which
+    // compose (and yonder, reading the file) interpolate.
+    let mut rnd = [0u8; 4];
+    getrandom::fill(&mut rnd).unwrap();
+    let image = format!("localhost/yonder-test-uid-dev:{}", hex::encode(rnd));
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {BASE}\nRUN groupadd -g 4321 dev && useradd -m -u 4321 -g 4321 -s /bin/sh dev\n"
+        ),
+    )
+    .unwrap();
+    let st = podman()
+        .args(["build", "-q", "-t", &image])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let p = Project::new(
+        r#"{"dockerComposeFile": "docker-compose.yml", "service": "app",
+            "workspaceFolder": "/workspace", "remoteUser": "dev"}"#,
+    );
+    p.write(
+        ".devcontainer/docker-compose.yml",
+        "version: \"3\"\nservices:\n  app:\n    image: ${DEV_IMAGE:-missing}\n    command: sleep infinity\n    volumes:\n      - ..:/workspace\n",
+    );
+    p.write(".devcontainer/.env", &format!("DEV_IMAGE={image}\n"));
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", u.uid, u.gid))
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let compose = |args: &[&str]| {
+        let (code, out, err) = run(yonder_as(&u, &svc)
+            .env("YONDER_DOCKER_COMPOSE_PATH", "docker-compose")
+            .args(args)
+            .args(["--docker-path", "docker", "--workspace-folder"])
+            .arg(p.path()));
+        assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+        (out, err)
+    };
+    let (out, err) = compose(&["up", "--no-server"]);
+    assert!(err.contains("-uid"), "{err}");
+    let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = podman()
+        .args(["exec", "-u", "dev", &id, "sh", "-c"])
+        .arg("id -u; id -g; stat -c %u:%g \"$HOME\"; touch /workspace/from-dev")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{0}\n{1}\n{0}:{1}\n", u.uid, u.gid),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(p.dir.path().join("from-dev"))
+            .unwrap()
+            .uid(),
+        u.uid
+    );
+    compose(&["down"]);
+    let _ = podman().args(["rmi", "-f", &image]).output();
+}
