@@ -142,6 +142,28 @@ pub struct ServiceSource {
     pub image: Option<String>,
     /// The `build` object (a string is its `context`).
     pub build: Option<serde_json::Map<String, Value>>,
+    pub entrypoint: Option<Value>,
+    pub command: Option<Value>,
+}
+
+/// The image yonder made for the primary service (features, `-uid`), with
+/// its `inspect`, for the override to point the service at.
+#[derive(Debug, Clone, Copy)]
+pub struct Extended<'a> {
+    pub image: &'a str,
+    pub inspect: &'a Value,
+}
+
+/// An image's `Entrypoint`/`Cmd` as argv.
+fn image_argv(inspect: &Value, key: &str) -> Vec<String> {
+    match inspect.pointer(key) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
 }
 
 /// Compose's variable interpolation in `s`: `$$` is a `$`; `${VAR}`,
@@ -244,6 +266,12 @@ pub fn service_source(r: &Resolved, service: &str) -> Result<ServiceSource, UpEr
         found = true;
         if let Some(i) = svc.get("image").and_then(Value::as_str) {
             out.image = Some(i.to_string());
+        }
+        if let Some(e) = svc.get("entrypoint") {
+            out.entrypoint = Some(e.clone());
+        }
+        if let Some(c) = svc.get("command") {
+            out.command = Some(c.clone());
         }
         match svc.get("build") {
             Some(Value::String(ctx)) => {
@@ -383,7 +411,7 @@ fn write_override(
     service: &str,
     merged: &Merged,
     metadata_label: &str,
-    image: Option<&str>,
+    extended: Option<Extended<'_>>,
 ) -> Result<PathBuf, UpError> {
     let mut labels: Vec<String> = r
         .id_labels
@@ -393,8 +421,8 @@ fn write_override(
     labels.push(format!("{LABEL_METADATA}={metadata_label}"));
     labels.push(format!("{LABEL_HASH}={}", r.content_hash()));
     let mut svc = json!({ "labels": labels });
-    if let Some(i) = image {
-        svc["image"] = json!(i);
+    if let Some(x) = extended {
+        svc["image"] = json!(x.image);
     }
     let env: Vec<String> = merged
         .container_env
@@ -423,16 +451,47 @@ fn write_override(
     if !vols.is_empty() {
         svc["volumes"] = json!(vols);
     }
-    if merged.override_command == Some(true) {
-        // Features' entrypoints run first, as on the single-container path;
-        // `$` is doubled because compose interpolates it.
+    // The keep-alive wrapper runs features' entrypoints first, as on the
+    // single-container path, then `"$@"`. With overrideCommand that is
+    // nothing; otherwise it is the service's own command, after the image's
+    // entrypoint, which the wrapper replaces and so must repeat. `$` is
+    // doubled because compose interpolates it.
+    //
+    // podman-compose 1.0.3 merges override files by appending lists and
+    // refuses a list over a string, so `command` keeps the type the
+    // service's has, and a service with an `entrypoint` of its own is not
+    // wrapped for feature entrypoints (docker compose would replace both).
+    let keep_alive = merged.override_command == Some(true);
+    let feature_entrypoints = !merged.entrypoints.is_empty() && extended.is_some();
+    if keep_alive || feature_entrypoints {
+        let src = service_source(r, service)?;
         let script = format!(
             "echo Container started\ntrap \"exit 0\" 15\n{}\nexec \"$@\"\nwhile sleep 1 & wait $!; do :; done",
             merged.entrypoints.join("\n")
-        )
-        .replace('$', "$$");
-        svc["entrypoint"] = json!(["/bin/sh", "-c", script, "-"]);
-        svc["command"] = json!([]);
+        );
+        let mut entrypoint = vec!["/bin/sh".to_string(), "-c".into(), script, "-".into()];
+        let dollars = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|a| a.replace('$', "$$")).collect()
+        };
+        if keep_alive {
+            svc["entrypoint"] = json!(dollars(entrypoint));
+            svc["command"] = match src.command {
+                Some(Value::String(_)) => json!(""),
+                _ => json!([]),
+            };
+        } else if src.entrypoint.is_some() {
+            eprintln!(
+                "warning: compose service {service:?} sets its own entrypoint; the entrypoints of its features are not run (set \"overrideCommand\": true to run them)"
+            );
+        } else if let Some(x) = extended {
+            entrypoint.extend(image_argv(x.inspect, "/Config/Entrypoint"));
+            svc["entrypoint"] = json!(dollars(entrypoint));
+            // Setting an entrypoint drops the image's CMD, so it is given
+            // back unless the compose file has a command (which stays).
+            if src.command.is_none() {
+                svc["command"] = json!(dollars(image_argv(x.inspect, "/Config/Cmd")));
+            }
+        }
     }
     let doc = json!({ "services": { service: svc } });
     let path = override_path(r);
@@ -490,7 +549,7 @@ pub async fn create(
     r: &Resolved,
     merged: &Merged,
     metadata_label: &str,
-    image: Option<&str>,
+    extended: Option<Extended<'_>>,
 ) -> Result<String, UpError> {
     let service = r
         .value
@@ -508,7 +567,7 @@ pub async fn create(
         }
     }
     let cli = ComposeCli::detect(engine)?;
-    let over = write_override(r, &service, merged, metadata_label, image)?;
+    let over = write_override(r, &service, merged, metadata_label, extended)?;
     let mut args = base_args(r, &cli, Some(&over));
     args.extend(["up".into(), "-d".into()]);
     let mut services: Vec<String> = r
@@ -601,7 +660,7 @@ mod tests {
             service_source(&r, "db").unwrap(),
             ServiceSource {
                 image: Some("pg".into()),
-                build: None
+                ..Default::default()
             }
         );
         let e = service_source(&r, "nope").unwrap_err().to_string();

@@ -975,7 +975,7 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             // CLI's "start override"); without them compose makes the image.
             let may_update_uid =
                 compose_may_update_uid(r, &metadata::merge(std::slice::from_ref(&snippet)));
-            let (image, mut snippets) = if !features.is_empty() || may_update_uid {
+            let (extended, mut snippets) = if !features.is_empty() || may_update_uid {
                 let (mut image, mut inspect) =
                     crate::compose::prepare_image(engine, r, opts.rebuild).await?;
                 if !features.is_empty() {
@@ -986,13 +986,16 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                 snippets.push(snippet.clone());
                 let merged = metadata::merge(&snippets);
                 let image = update_uid(engine, r, &merged, image, &inspect).await?;
-                (Some(image), snippets)
+                (Some((image, inspect)), snippets)
             } else {
                 (None, vec![snippet.clone()])
             };
             let pre = metadata::merge(&snippets);
             let label = serde_json::to_string(&snippets).expect("json");
-            let id = crate::compose::create(engine, r, &pre, &label, image.as_deref()).await?;
+            let ext = extended
+                .as_ref()
+                .map(|(image, inspect)| crate::compose::Extended { image, inspect });
+            let id = crate::compose::create(engine, r, &pre, &label, ext).await?;
             let c = engine
                 .inspect(std::slice::from_ref(&id))
                 .await?
@@ -1001,7 +1004,7 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                 .ok_or_else(|| {
                     UpError::Other(format!("container {} cannot be inspected", short(&id)))
                 })?;
-            if image.is_none() {
+            if extended.is_none() {
                 // The service's image may carry metadata of its own.
                 snippets = match engine.inspect_image(&c.image).await? {
                     Some(i) => image_metadata(&i),

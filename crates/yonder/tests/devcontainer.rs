@@ -1297,13 +1297,13 @@ fn uid_update_is_skipped_when_another_image_user_has_the_local_uid() {
 fn features_install_into_a_compose_service_built_from_its_dockerfile() {
     let p = Project::new(
         r#"{"dockerComposeFile": "docker-compose.yml", "service": "app",
-            "workspaceFolder": "/workspace", "overrideCommand": true,
+            "workspaceFolder": "/workspace",
             "features": {"./hello": {"greeting": "compose says hi"}}}"#,
     );
     p.write(
         ".devcontainer/docker-compose.yml",
         &format!(
-            "version: \"3\"\nservices:\n  app:\n    build:\n      context: .\n      dockerfile: app.Dockerfile\n      args:\n        FLAVOUR: built\n    volumes:\n      - ..:/workspace\n  db:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n"
+            "version: \"3\"\nservices:\n  app:\n    build:\n      context: .\n      dockerfile: app.Dockerfile\n      args:\n        FLAVOUR: built\n    command: [\"sleep\", \"infinity\"]\n    volumes:\n      - ..:/workspace\n  db:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n"
         ),
     );
     p.write(
@@ -1314,11 +1314,12 @@ fn features_install_into_a_compose_service_built_from_its_dockerfile() {
         ".devcontainer/hello/devcontainer-feature.json",
         r#"{"id": "hello", "options": {"greeting": {"type": "string", "default": "hi"}},
             "containerEnv": {"HELLO_HOME": "/opt/hello"},
+            "entrypoint": "/usr/local/share/hello-init.sh",
             "postCreateCommand": "echo feature-hook > /tmp/feature-hook"}"#,
     );
     p.write(
         ".devcontainer/hello/install.sh",
-        "#!/bin/sh\nset -e\nmkdir -p /opt/hello\necho \"$GREETING\" > /opt/hello/said\n",
+        "#!/bin/sh\nset -e\nmkdir -p /opt/hello\necho \"$GREETING\" > /opt/hello/said\nprintf '#!/bin/sh\\necho ran > /tmp/entrypoint-ran\\n' > /usr/local/share/hello-init.sh\nchmod +x /usr/local/share/hello-init.sh\n",
     );
     p.write("hello.txt", "from the host\n");
     let (code, v, err) = p.up(&[]);
@@ -1330,6 +1331,12 @@ fn features_install_into_a_compose_service_built_from_its_dockerfile() {
         p.sh("cat /flavour /opt/hello/said; echo $HELLO_HOME; cat /tmp/feature-hook hello.txt"),
         "built\ncompose says hi\n/opt/hello\nfeature-hook\nfrom the host\n",
         "{err}"
+    );
+    // The feature's entrypoint ran, then the service's own command
+    // (overrideCommand is false for compose), which the wrapper exec'd.
+    assert_eq!(
+        p.sh("cat /tmp/entrypoint-ran; tr '\\0' ' ' < /proc/1/cmdline"),
+        "ran\nsleep infinity "
     );
     // The container runs the extended image and says which features it has.
     let out = podman()
