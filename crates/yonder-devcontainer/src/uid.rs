@@ -165,7 +165,7 @@ pub async fn build(engine: &Engine, base: &str, tag: &str, u: &UidUpdate) -> Res
     std::fs::write(&df, dockerfile())
         .map_err(|e| UpError::Other(format!("cannot write {}: {e}", df.display())))?;
     eprintln!(
-        "Updating {}'s UID:GID to {}:{} ({tag})...",
+        "Giving {} the UID:GID {}:{} where the image allows ({tag})...",
         u.remote_user, u.uid, u.gid
     );
     let r = engine

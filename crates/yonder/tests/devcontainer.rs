@@ -1270,10 +1270,9 @@ fn uid_update_is_skipped_when_another_image_user_has_the_local_uid() {
         ])
         .arg(p.path()));
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        err.contains(&format!("UID {} belongs to taken", u.uid)),
-        "{err}"
-    );
+    // The -uid image was built (its RUN step's own message is not asserted:
+    // a cached layer prints nothing), and left dev's IDs alone.
+    assert!(err.contains("-uid)..."), "{err}");
     let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
         .as_str()
         .unwrap()
