@@ -7,6 +7,13 @@
 //! containerEnv, user, mounts and run options, and the keep-alive entrypoint
 //! when `overrideCommand` is true. The override is JSON, which every YAML
 //! parser reads, so no YAML writer is needed.
+//!
+//! When features or the UID update apply, yonder needs the primary
+//! service's image first: it reads the compose files (YAML) for the
+//! service's `image` or `build`, builds or pulls that with the engine,
+//! extends it (`-features`, `-uid`), and the override points the service at
+//! the result, as the reference CLI's start override does. Compose then
+//! finds the image present and builds nothing for that service.
 
 use crate::engine::{Engine, EngineKind};
 use crate::metadata::Merged;
@@ -128,6 +135,270 @@ fn short_volume(m: &Value) -> Option<String> {
     })
 }
 
+/// Where the primary service's image comes from, merged over the compose
+/// files (a later file's keys win).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceSource {
+    pub image: Option<String>,
+    /// The `build` object (a string is its `context`).
+    pub build: Option<serde_json::Map<String, Value>>,
+    pub entrypoint: Option<Value>,
+    pub command: Option<Value>,
+}
+
+/// The image yonder made for the primary service (features, `-uid`), with
+/// its `inspect`, for the override to point the service at.
+#[derive(Debug, Clone, Copy)]
+pub struct Extended<'a> {
+    pub image: &'a str,
+    pub inspect: &'a Value,
+}
+
+/// An image's `Entrypoint`/`Cmd` as argv.
+fn image_argv(inspect: &Value, key: &str) -> Vec<String> {
+    match inspect.pointer(key) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Compose's variable interpolation in `s`: `$$` is a `$`; `${VAR}`,
+/// `${VAR:-default}` (unset or empty) and `${VAR-default}` (unset), and
+/// `$VAR`. Other forms (`:?`, `:+`) are left as written.
+pub fn interpolate(s: &str, var: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            out.push('$');
+            rest = a;
+        } else if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            let inner = &body[..end];
+            let value = if let Some((name, dflt)) = inner.split_once(":-") {
+                var(name)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| dflt.into())
+            } else if let Some((name, dflt)) = inner.split_once('-') {
+                var(name).unwrap_or_else(|| dflt.into())
+            } else if inner.contains(['?', '+', ':']) {
+                format!("${{{inner}}}")
+            } else {
+                var(inner).unwrap_or_default()
+            };
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            let n = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if n == 0 {
+                out.push('$');
+            } else {
+                out.push_str(&var(&after[..n]).unwrap_or_default());
+            }
+            rest = &after[n..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn interpolate_value(v: &Value, var: &dyn Fn(&str) -> Option<String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(interpolate(s, var)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| interpolate_value(x, var)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), interpolate_value(x, var)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The variables compose interpolates with: the environment, then the
+/// `.env` file of the project folder (the first compose file's).
+fn compose_vars(r: &Resolved) -> impl Fn(&str) -> Option<String> {
+    let dir = files(r)
+        .first()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let dotenv: Vec<(String, String)> = std::fs::read_to_string(dir.join(".env"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        })
+        .collect();
+    move |k: &str| {
+        std::env::var(k)
+            .ok()
+            .or_else(|| dotenv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+}
+
+/// Reads `service`'s `image` and `build` from the compose files, with
+/// compose's variable interpolation.
+pub fn service_source(r: &Resolved, service: &str) -> Result<ServiceSource, UpError> {
+    let mut out = ServiceSource::default();
+    let mut found = false;
+    let vars = compose_vars(r);
+    for f in files(r) {
+        let text = std::fs::read_to_string(&f)
+            .map_err(|e| UpError::Other(format!("cannot read {}: {e}", f.display())))?;
+        let doc: Value = serde_norway::from_str(&text).map_err(|e| {
+            UpError::Other(format!("{}: not a valid compose file: {e}", f.display()))
+        })?;
+        let Some(svc) = doc.pointer(&format!("/services/{service}")) else {
+            continue;
+        };
+        let svc = &interpolate_value(svc, &vars);
+        found = true;
+        if let Some(i) = svc.get("image").and_then(Value::as_str) {
+            out.image = Some(i.to_string());
+        }
+        if let Some(e) = svc.get("entrypoint") {
+            out.entrypoint = Some(e.clone());
+        }
+        if let Some(c) = svc.get("command") {
+            out.command = Some(c.clone());
+        }
+        match svc.get("build") {
+            Some(Value::String(ctx)) => {
+                out.build
+                    .get_or_insert_with(Default::default)
+                    .insert("context".into(), json!(ctx));
+            }
+            Some(Value::Object(b)) => {
+                let into = out.build.get_or_insert_with(Default::default);
+                for (k, v) in b {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !found {
+        return Err(UpError::Other(format!(
+            "{}: service {service:?} is not in the compose files {}",
+            r.file.path.display(),
+            files(r)
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if out.image.is_none() && out.build.is_none() {
+        return Err(UpError::Other(format!(
+            "{}: compose service {service:?} has neither `image` nor `build`",
+            r.file.path.display()
+        )));
+    }
+    Ok(out)
+}
+
+/// `build.args` as `K=V` (a map, or a list of `K=V`; a bare `K` takes the
+/// local environment's value, as compose does).
+fn build_args(b: &serde_json::Map<String, Value>) -> Vec<String> {
+    match b.get("args") {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}={s}"),
+                Value::Null => format!("{k}={}", std::env::var(k).unwrap_or_default()),
+                other => format!("{k}={other}"),
+            })
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| {
+                if s.contains('=') {
+                    s.to_string()
+                } else {
+                    format!("{s}={}", std::env::var(s).unwrap_or_default())
+                }
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The primary service's image, built (its `build`, tagged as the folder's
+/// image) or pulled when missing, with its `inspect`.
+pub async fn prepare_image(
+    engine: &Engine,
+    r: &Resolved,
+    no_cache: bool,
+) -> Result<(String, Value), UpError> {
+    let service = r
+        .value
+        .get("service")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let src = service_source(r, service)?;
+    let inspect = |name: String| async move {
+        let i = engine.inspect_image(&name).await?.ok_or_else(|| {
+            UpError::Other(format!("the image {name} is there but cannot be inspected"))
+        })?;
+        Ok::<_, UpError>((name, i))
+    };
+    if let Some(b) = &src.build {
+        // Relative paths are relative to the first compose file's folder.
+        let dir = files(r)
+            .first()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| r.workspace.clone());
+        let context = dir.join(b.get("context").and_then(Value::as_str).unwrap_or("."));
+        let dockerfile = context.join(
+            b.get("dockerfile")
+                .and_then(Value::as_str)
+                .unwrap_or("Dockerfile"),
+        );
+        let tag = crate::up::image_name(&r.workspace);
+        let mut args: Vec<String> = vec![
+            "build".into(),
+            "-f".into(),
+            dockerfile.display().to_string(),
+            "-t".into(),
+            tag.clone(),
+        ];
+        if let Some(t) = b.get("target").and_then(Value::as_str) {
+            args.extend(["--target".into(), t.into()]);
+        }
+        for a in build_args(b) {
+            args.extend(["--build-arg".into(), a]);
+        }
+        if no_cache {
+            args.push("--no-cache".into());
+        }
+        args.push(context.display().to_string());
+        eprintln!(
+            "Building the image of compose service {service:?} from {}...",
+            dockerfile.display()
+        );
+        engine.run_visible(&args).await?;
+        return inspect(tag).await;
+    }
+    let image = src.image.unwrap_or_default();
+    if engine.inspect_image(&image).await?.is_none() {
+        eprintln!("Pulling {image}...");
+        engine.run_visible(&["pull", image.as_str()]).await?;
+    }
+    inspect(image).await
+}
+
 fn override_path(r: &Resolved) -> PathBuf {
     crate::up::state_dir()
         .join("compose")
@@ -140,6 +411,7 @@ fn write_override(
     service: &str,
     merged: &Merged,
     metadata_label: &str,
+    extended: Option<Extended<'_>>,
 ) -> Result<PathBuf, UpError> {
     let mut labels: Vec<String> = r
         .id_labels
@@ -149,6 +421,9 @@ fn write_override(
     labels.push(format!("{LABEL_METADATA}={metadata_label}"));
     labels.push(format!("{LABEL_HASH}={}", r.content_hash()));
     let mut svc = json!({ "labels": labels });
+    if let Some(x) = extended {
+        svc["image"] = json!(x.image);
+    }
     let env: Vec<String> = merged
         .container_env
         .iter()
@@ -176,14 +451,47 @@ fn write_override(
     if !vols.is_empty() {
         svc["volumes"] = json!(vols);
     }
-    if merged.override_command == Some(true) {
-        svc["entrypoint"] = json!([
-            "/bin/sh",
-            "-c",
-            "echo Container started\ntrap \"exit 0\" 15\nexec \"$$@\"\nwhile sleep 1 & wait $$!; do :; done",
-            "-"
-        ]);
-        svc["command"] = json!([]);
+    // The keep-alive wrapper runs features' entrypoints first, as on the
+    // single-container path, then `"$@"`. With overrideCommand that is
+    // nothing; otherwise it is the service's own command, after the image's
+    // entrypoint, which the wrapper replaces and so must repeat. `$` is
+    // doubled because compose interpolates it.
+    //
+    // podman-compose 1.0.3 merges override files by appending lists and
+    // refuses a list over a string, so `command` keeps the type the
+    // service's has, and a service with an `entrypoint` of its own is not
+    // wrapped for feature entrypoints (docker compose would replace both).
+    let keep_alive = merged.override_command == Some(true);
+    let feature_entrypoints = !merged.entrypoints.is_empty() && extended.is_some();
+    if keep_alive || feature_entrypoints {
+        let src = service_source(r, service)?;
+        let script = format!(
+            "echo Container started\ntrap \"exit 0\" 15\n{}\nexec \"$@\"\nwhile sleep 1 & wait $!; do :; done",
+            merged.entrypoints.join("\n")
+        );
+        let mut entrypoint = vec!["/bin/sh".to_string(), "-c".into(), script, "-".into()];
+        let dollars = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|a| a.replace('$', "$$")).collect()
+        };
+        if keep_alive {
+            svc["entrypoint"] = json!(dollars(entrypoint));
+            svc["command"] = match src.command {
+                Some(Value::String(_)) => json!(""),
+                _ => json!([]),
+            };
+        } else if src.entrypoint.is_some() {
+            eprintln!(
+                "warning: compose service {service:?} sets its own entrypoint; the entrypoints of its features are not run (set \"overrideCommand\": true to run them)"
+            );
+        } else if let Some(x) = extended {
+            entrypoint.extend(image_argv(x.inspect, "/Config/Entrypoint"));
+            svc["entrypoint"] = json!(dollars(entrypoint));
+            // Setting an entrypoint drops the image's CMD, so it is given
+            // back unless the compose file has a command (which stays).
+            if src.command.is_none() {
+                svc["command"] = json!(dollars(image_argv(x.inspect, "/Config/Cmd")));
+            }
+        }
     }
     let doc = json!({ "services": { service: svc } });
     let path = override_path(r);
@@ -241,6 +549,7 @@ pub async fn create(
     r: &Resolved,
     merged: &Merged,
     metadata_label: &str,
+    extended: Option<Extended<'_>>,
 ) -> Result<String, UpError> {
     let service = r
         .value
@@ -258,7 +567,7 @@ pub async fn create(
         }
     }
     let cli = ComposeCli::detect(engine)?;
-    let over = write_override(r, &service, merged, metadata_label)?;
+    let over = write_override(r, &service, merged, metadata_label, extended)?;
     let mut args = base_args(r, &cli, Some(&over));
     args.extend(["up".into(), "-d".into()]);
     let mut services: Vec<String> = r
@@ -313,6 +622,80 @@ pub async fn down(engine: &Engine, r: &Resolved, volumes: bool) -> Result<(), Up
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolved(files: &[(&str, &str)], config: &str) -> (tempfile::TempDir, Resolved) {
+        let d = tempfile::tempdir().unwrap();
+        let dc = d.path().join(".devcontainer");
+        std::fs::create_dir_all(&dc).unwrap();
+        std::fs::write(dc.join("devcontainer.json"), config).unwrap();
+        for (name, text) in files {
+            std::fs::write(dc.join(name), text).unwrap();
+        }
+        let r = crate::up::resolve(d.path(), None).unwrap();
+        (d, r)
+    }
+
+    #[test]
+    fn the_service_source_merges_over_the_compose_files() {
+        let (_d, r) = resolved(
+            &[
+                (
+                    "a.yml",
+                    "services:\n  app:\n    build: ./ctx\n    command: x\n  db:\n    image: pg\n",
+                ),
+                (
+                    "b.yml",
+                    "services:\n  app:\n    image: named:1\n    build:\n      dockerfile: Other\n      args: [A=1, B]\n",
+                ),
+            ],
+            r#"{"dockerComposeFile": ["a.yml", "b.yml"], "service": "app"}"#,
+        );
+        let s = service_source(&r, "app").unwrap();
+        assert_eq!(s.image.as_deref(), Some("named:1"));
+        let b = s.build.unwrap();
+        assert_eq!(b["context"], "./ctx");
+        assert_eq!(b["dockerfile"], "Other");
+        assert_eq!(build_args(&b)[0], "A=1");
+        assert_eq!(
+            service_source(&r, "db").unwrap(),
+            ServiceSource {
+                image: Some("pg".into()),
+                ..Default::default()
+            }
+        );
+        let e = service_source(&r, "nope").unwrap_err().to_string();
+        assert!(e.contains("\"nope\" is not in the compose files"), "{e}");
+    }
+
+    #[test]
+    fn variables_interpolate_like_compose() {
+        let var = |k: &str| match k {
+            "TAG" => Some("1.2".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(interpolate("img:${TAG}", &var), "img:1.2");
+        assert_eq!(interpolate("img:$TAG-x", &var), "img:1.2-x");
+        assert_eq!(
+            interpolate("${NOPE:-dflt} ${EMPTY:-e} ${EMPTY-f}", &var),
+            "dflt e "
+        );
+        assert_eq!(interpolate("${NOPE-g}$$HOME $", &var), "g$HOME $");
+        assert_eq!(
+            interpolate("${NOPE:?must be set} ${unclosed", &var),
+            "${NOPE:?must be set} ${unclosed"
+        );
+    }
+
+    #[test]
+    fn a_broken_compose_file_is_named() {
+        let (_d, r) = resolved(
+            &[("a.yml", "services:\n  app: [unclosed\n")],
+            r#"{"dockerComposeFile": "a.yml", "service": "app"}"#,
+        );
+        let e = service_source(&r, "app").unwrap_err().to_string();
+        assert!(e.contains("a.yml: not a valid compose file"), "{e}");
+    }
 
     #[test]
     fn mounts_become_short_volumes() {

@@ -1,6 +1,6 @@
-//! Dev Container Features, from local folders (`"./name"` keys) or OCI
-//! registries ([`crate::oci`]), built into an image layer on top of the
-//! config's image.
+//! Dev Container Features, from local folders (`"./name"` keys), OCI
+//! registries ([`crate::oci`]) or tarball URLs ([`crate::tarball`]), built
+//! into an image layer on top of the config's image.
 //!
 //! A feature folder holds `devcontainer-feature.json` (id, options with
 //! defaults, `dependsOn`, `installsAfter`, metadata such as `containerEnv`
@@ -85,18 +85,20 @@ pub fn read(
     };
     let mut out = Vec::new();
     for (key, opts) in features {
+        let mut tarball_id = None;
         let dir = if let Some(rel) = key.strip_prefix("./") {
             base.join(rel)
+        } else if let Some(t) = crate::tarball::parse(key) {
+            let t = t.map_err(|e| invalid(key, e))?;
+            eprintln!("Fetching feature {}...", t.url);
+            let dir =
+                crate::tarball::fetch(&t, &crate::oci::cache_dir()).map_err(|e| invalid(key, e))?;
+            tarball_id = Some(t.id);
+            dir
         } else if let Some(r) = crate::oci::parse(key) {
             eprintln!("Fetching feature {r}...");
             crate::oci::fetch(&r, &crate::oci::cache_dir()).map_err(|e| invalid(key, e))?
         } else {
-            if key.contains("://") {
-                return Err(invalid(
-                    key,
-                    "features from tarball URLs are not installed by this yonder yet; use a registry reference or a local \"./NAME\" folder".into(),
-                ));
-            }
             return Err(invalid(
                 key,
                 format!(
@@ -118,6 +120,16 @@ pub fn read(
             .and_then(Value::as_str)
             .ok_or_else(|| invalid(key, format!("{} has no \"id\"", manifest_path.display())))?
             .to_string();
+        if let Some(want) = tarball_id
+            && want != id
+        {
+            return Err(invalid(
+                key,
+                format!(
+                    "the tarball is named for feature {want:?}, but its devcontainer-feature.json says \"id\": {id:?}"
+                ),
+            ));
+        }
         // A string is shorthand for {"version": value}.
         let user: Map<String, Value> = match opts {
             Value::String(v) => [("version".to_string(), Value::String(v.clone()))]
@@ -346,7 +358,7 @@ pub async fn build(
     Ok(())
 }
 
-fn tempfile_dir() -> Result<PathBuf, crate::up::UpError> {
+pub(crate) fn tempfile_dir() -> Result<PathBuf, crate::up::UpError> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -6,10 +6,12 @@
 //! - [`vars`] substitutes `${…}` variables in the reference CLI's phases;
 //! - [`metadata`] merges image metadata by the spec's rules;
 //! - [`features`] installs Dev Container Features (local, or from an OCI
-//!   registry through [`oci`]) into an image layer;
+//!   registry through [`oci`], or a tarball URL through [`tarball`]) into an
+//!   image layer;
 //! - [`compose`] runs Docker Compose configurations;
 //! - [`engine`] drives `docker`/`podman`;
 //! - [`lifecycle`] runs the lifecycle commands;
+//! - [`uid`] gives the remote user the local UID/GID (`updateRemoteUserUID`);
 //! - [`up`] ties them together: `up`, `stop`, `down`, finding a folder's
 //!   container.
 //!
@@ -25,5 +27,7 @@ pub mod jsonc;
 pub mod lifecycle;
 pub mod metadata;
 pub mod oci;
+pub mod tarball;
+pub mod uid;
 pub mod up;
 pub mod vars;

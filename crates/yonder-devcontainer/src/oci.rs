@@ -21,7 +21,7 @@ use std::time::Duration;
 /// Registries answer in well under this; a stalled one must not hang `up`.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// A feature layer is a few KiB of scripts; refuse absurd downloads.
-const MAX_LAYER: u64 = 256 << 20;
+pub(crate) const MAX_LAYER: u64 = 256 << 20;
 const LAYER_TYPE: &str = "application/vnd.devcontainers.layer.v1+tar";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,10 @@ impl std::fmt::Display for OciRef {
 
 /// Parses `REGISTRY/PATH[:TAG|@DIGEST]`; `None` when it is not one.
 pub fn parse(s: &str) -> Option<OciRef> {
+    // A URL (a tarball feature) is not a registry reference.
+    if s.contains("://") {
+        return None;
+    }
     let (registry, rest) = s.split_once('/')?;
     if registry.starts_with('.')
         || !(registry.contains('.') || registry.contains(':') || registry == "localhost")
@@ -70,9 +74,15 @@ pub fn parse(s: &str) -> Option<OciRef> {
     })
 }
 
+/// Whether `host` (without a port) is this machine's loopback, where plain
+/// HTTP cannot be intercepted by anyone else on the network.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+}
+
 fn base_url(r: &OciRef) -> String {
     let host = r.registry.split(':').next().unwrap_or("");
-    let plain = matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.");
+    let plain = is_loopback(host);
     format!("{}://{}", if plain { "http" } else { "https" }, r.registry)
 }
 
@@ -81,7 +91,7 @@ pub fn feature_id(r: &OciRef) -> String {
     r.path.rsplit('/').next().unwrap_or(&r.path).to_string()
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(HTTP_TIMEOUT))
         .http_status_as_error(false)
@@ -161,9 +171,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn ref_file(cache: &Path, r: &OciRef) -> PathBuf {
-    let name: String = r
-        .to_string()
+fn ref_file(cache: &Path, reference: &str) -> PathBuf {
+    let name: String = reference
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
@@ -182,14 +191,9 @@ pub fn fetch(r: &OciRef, cache: &Path) -> Result<PathBuf, String> {
         Ok(p) => Ok(p),
         Err(e) => {
             // Offline: the last version fetched for this reference.
-            let digest = std::fs::read_to_string(ref_file(cache, r)).map_err(|_| e.clone())?;
-            let dir = cache.join("blobs").join(digest.trim());
-            if dir.is_dir() {
-                eprintln!("warning: {r}: {e}; using the copy fetched earlier");
-                Ok(dir)
-            } else {
-                Err(e)
-            }
+            let dir = cached_ref(cache, &r.to_string()).ok_or_else(|| e.clone())?;
+            eprintln!("warning: {r}: {e}; using the copy fetched earlier");
+            Ok(dir)
         }
     }
 }
@@ -249,32 +253,61 @@ fn fetch_online(r: &OciRef, cache: &Path) -> Result<PathBuf, String> {
                 "{url}: the layer's sha256 is {got}, not the manifest's {digest}"
             ));
         }
-        // Unpack beside, then rename: a half-unpacked folder is never used.
-        let tmp = cache
-            .join("blobs")
-            .join(format!(".{}.{}", &digest[7..], std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        // `unpack` refuses entries that would land outside `tmp` (.. or /).
-        archive
-            .unpack(&tmp)
-            .map_err(|e| format!("{r}: the layer is not a valid tar: {e}"))?;
-        match std::fs::rename(&tmp, &dir) {
-            Ok(()) => {}
-            // Another `up` unpacked the same layer first.
-            Err(_) if dir.is_dir() => {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
-            Err(e) => return Err(format!("{}: {e}", dir.display())),
-        }
+        unpack_into(&dir, &bytes, &r.to_string())?;
     }
-    let rf = ref_file(cache, r);
+    note_ref(cache, &r.to_string(), &digest[7..]);
+    Ok(dir)
+}
+
+/// Unpacks the tar `bytes` (gzip'd or not) as the folder `dir`: beside it
+/// first, then renamed, so a half-unpacked folder is never used.
+pub(crate) fn unpack_into(dir: &Path, bytes: &[u8], what: &str) -> Result<(), String> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    // gzip's magic number; feature tarballs are usually .tgz.
+    let reader: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
+    };
+    // `unpack` refuses entries that would land outside `tmp` (.. or /).
+    let unpacked = tar::Archive::new(reader).unpack(&tmp);
+    if let Err(e) = unpacked {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("{what}: not a valid tar archive: {e}"));
+    }
+    match std::fs::rename(&tmp, dir) {
+        Ok(()) => Ok(()),
+        // Another `up` unpacked the same content first.
+        Err(_) if dir.is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(())
+        }
+        Err(e) => Err(format!("{}: {e}", dir.display())),
+    }
+}
+
+/// Remembers that `reference` last resolved to the blob `digest_hex`, for
+/// use when its source cannot be reached.
+pub(crate) fn note_ref(cache: &Path, reference: &str, digest_hex: &str) {
+    let rf = ref_file(cache, reference);
     if let Some(p) = rf.parent() {
         let _ = std::fs::create_dir_all(p);
     }
-    let _ = std::fs::write(rf, &digest[7..]);
-    Ok(dir)
+    let _ = std::fs::write(rf, digest_hex);
+}
+
+/// The folder `reference` last resolved to, if it is still in the cache.
+pub(crate) fn cached_ref(cache: &Path, reference: &str) -> Option<PathBuf> {
+    let digest = std::fs::read_to_string(ref_file(cache, reference)).ok()?;
+    let dir = cache.join("blobs").join(digest.trim());
+    dir.is_dir().then_some(dir)
 }
 
 /// Where fetched features are kept: `$XDG_CACHE_HOME/yonder/features`.
@@ -308,6 +341,7 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(parse(&format!("localhost/x@{d}")).unwrap().reference, d);
         assert!(parse("node").is_none());
+        assert!(parse("http://127.0.0.1:80/devcontainer-feature-x.tgz").is_none());
         assert!(parse("./local").is_none());
         assert!(parse("ghcr.io/UPPER/x:1").is_none());
     }

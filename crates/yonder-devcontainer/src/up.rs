@@ -344,7 +344,7 @@ pub async fn find_container(engine: &Engine, r: &Resolved) -> Result<Option<Cont
 }
 
 /// Docker image names allow only `[a-z0-9._-]` here.
-fn image_name(workspace: &Path) -> String {
+pub(crate) fn image_name(workspace: &Path) -> String {
     let base: String = basename(workspace)
         .to_lowercase()
         .chars()
@@ -372,7 +372,7 @@ fn mount_arg(m: &Value) -> Option<String> {
     }
 }
 
-fn image_metadata(image: &Value) -> Vec<Value> {
+pub(crate) fn image_metadata(image: &Value) -> Vec<Value> {
     image
         .pointer("/Config/Labels")
         .and_then(|l| l.get(LABEL_METADATA))
@@ -506,16 +506,7 @@ fn run_args(
     if let Some(u) = &merged.container_user {
         a.extend(["-u".into(), u.clone()]);
     }
-    let run_args: Vec<String> = r
-        .value
-        .get("runArgs")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let run_args = config_run_args(r);
     if engine.kind == EngineKind::Podman {
         // SELinux hosts would otherwise refuse the workspace bind mount
         // (devcontainers/cli#914); harmless elsewhere.
@@ -523,16 +514,12 @@ fn run_args(
         // Rootless Podman maps the user's own UID into the container, which
         // does what updateRemoteUserUID does on Docker (the spec allows
         // skipping the UID update then). Rootful Podman refuses keep-id.
-        let remote = merged.remote_user.as_deref().unwrap_or("root");
-        // SAFETY: geteuid has no preconditions.
-        let rootless = unsafe { libc::geteuid() } != 0;
-        if rootless
-            && remote != "root"
-            && remote != "0"
-            && !run_args
-                .iter()
-                .any(|x| x.starts_with("--uidmap") || x.starts_with("--gidmap"))
-        {
+        let image_user = image_inspect
+            .pointer("/Config/User")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let remote = crate::uid::effective_remote_user(merged, image_user);
+        if crate::uid::keep_id(engine.kind, crate::uid::Host::current(), &remote, &run_args) {
             a.push("--userns=keep-id".into());
         }
     }
@@ -570,6 +557,119 @@ fn run_args(
         }
     }
     a
+}
+
+/// Builds `<folder image>-features` from `image` with `features` installed
+/// and returns it with its `inspect`.
+async fn build_features(
+    engine: &Engine,
+    r: &Resolved,
+    features: &[crate::features::Feature],
+    snippet: &Value,
+    image: &str,
+    inspect: &Value,
+) -> Result<(String, Value), UpError> {
+    let mut base_meta = image_metadata(inspect);
+    let mut with_conf = base_meta.clone();
+    with_conf.push(snippet.clone());
+    let pre = metadata::merge(&with_conf);
+    let base_user = inspect
+        .pointer("/Config/User")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let container_user = pre.container_user.clone().unwrap_or_else(|| {
+        if base_user.is_empty() {
+            "root".into()
+        } else {
+            base_user.clone()
+        }
+    });
+    let remote_user = pre
+        .remote_user
+        .clone()
+        .unwrap_or_else(|| container_user.clone());
+    base_meta.extend(features.iter().map(crate::features::snippet));
+    let label = serde_json::to_string(&base_meta).expect("json");
+    let tag = format!("{}-features", image_name(&r.workspace));
+    let spec = crate::features::BuildSpec {
+        base: image,
+        base_user: &base_user,
+        remote_user: &remote_user,
+        container_user: &container_user,
+        label: &label,
+        tag: &tag,
+    };
+    crate::features::build(engine, &spec, features).await?;
+    let inspect = engine.inspect_image(&tag).await?.ok_or_else(|| {
+        UpError::Other(format!("the image {tag} was built but cannot be inspected"))
+    })?;
+    Ok((tag, inspect))
+}
+
+/// Whether a compose config may need the UID update, so yonder must make
+/// the service's image itself: a non-root Linux user, the update not turned
+/// off, and a remote user named in the config, or an image-only service
+/// (whose `USER` may name one). A service built from a Dockerfile with no
+/// user named in the config is left to compose, as before (a known gap).
+fn compose_may_update_uid(r: &Resolved, m: &Merged) -> bool {
+    let host = crate::uid::Host::current();
+    if !host.linux || host.uid == 0 || m.update_remote_user_uid == Some(false) {
+        return false;
+    }
+    if m.remote_user.is_some() || m.container_user.is_some() {
+        return crate::uid::plan(m, "", EngineKind::Docker, host, &[]).is_some();
+    }
+    let service = r.str("service").unwrap_or_default();
+    crate::compose::service_source(r, service).is_ok_and(|s| s.build.is_none())
+}
+
+/// The config's `runArgs` (strings only).
+fn config_run_args(r: &Resolved) -> Vec<String> {
+    r.value
+        .get("runArgs")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `updateRemoteUserUID`: builds `<image>-uid` when the plan says so and
+/// returns the image to run.
+async fn update_uid(
+    engine: &Engine,
+    r: &Resolved,
+    merged: &Merged,
+    image: String,
+    inspect: &Value,
+) -> Result<String, UpError> {
+    let image_user = inspect
+        .pointer("/Config/User")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let Some(plan) = crate::uid::plan(
+        merged,
+        image_user,
+        engine.kind,
+        crate::uid::Host::current(),
+        &config_run_args(r),
+    ) else {
+        return Ok(image);
+    };
+    // The reference CLI's name: the folder's image (or the image built from
+    // it, such as `-features`) with `-uid`.
+    let folder = image_name(&r.workspace);
+    let base = if image.starts_with(&folder) {
+        image.clone()
+    } else {
+        folder
+    };
+    let tag = format!("{base}-uid");
+    crate::uid::build(engine, &image, &tag, &plan).await?;
+    Ok(tag)
 }
 
 fn push_port(a: &mut Vec<String>, p: &Value) {
@@ -870,15 +970,32 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             (c, merged, false)
         }
         None if r.is_compose() => {
-            if !features.is_empty() {
-                eprintln!(
-                    "warning: {}: features are not installed into compose services by this yonder yet; they are ignored",
-                    r.file.path.display()
-                );
-            }
-            let pre = metadata::merge(std::slice::from_ref(&snippet));
-            let label = serde_json::to_string(std::slice::from_ref(&snippet)).expect("json");
-            let id = crate::compose::create(engine, r, &pre, &label).await?;
+            // Features and the UID update need the service's image, which
+            // yonder then extends and points the service at (the reference
+            // CLI's "start override"); without them compose makes the image.
+            let may_update_uid =
+                compose_may_update_uid(r, &metadata::merge(std::slice::from_ref(&snippet)));
+            let (extended, mut snippets) = if !features.is_empty() || may_update_uid {
+                let (mut image, mut inspect) =
+                    crate::compose::prepare_image(engine, r, opts.rebuild).await?;
+                if !features.is_empty() {
+                    (image, inspect) =
+                        build_features(engine, r, &features, &snippet, &image, &inspect).await?;
+                }
+                let mut snippets = image_metadata(&inspect);
+                snippets.push(snippet.clone());
+                let merged = metadata::merge(&snippets);
+                let image = update_uid(engine, r, &merged, image, &inspect).await?;
+                (Some((image, inspect)), snippets)
+            } else {
+                (None, vec![snippet.clone()])
+            };
+            let pre = metadata::merge(&snippets);
+            let label = serde_json::to_string(&snippets).expect("json");
+            let ext = extended
+                .as_ref()
+                .map(|(image, inspect)| crate::compose::Extended { image, inspect });
+            let id = crate::compose::create(engine, r, &pre, &label, ext).await?;
             let c = engine
                 .inspect(std::slice::from_ref(&id))
                 .await?
@@ -887,59 +1004,30 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
                 .ok_or_else(|| {
                     UpError::Other(format!("container {} cannot be inspected", short(&id)))
                 })?;
-            // The service's image may carry metadata of its own.
-            let mut snippets = match engine.inspect_image(&c.image).await? {
-                Some(i) => image_metadata(&i),
-                None => Vec::new(),
-            };
-            snippets.push(snippet);
+            if extended.is_none() {
+                // The service's image may carry metadata of its own.
+                snippets = match engine.inspect_image(&c.image).await? {
+                    Some(i) => image_metadata(&i),
+                    None => Vec::new(),
+                };
+                snippets.push(snippet);
+            }
             (c, metadata::merge(&snippets), true)
         }
         None => {
             let (mut image, mut inspect) =
                 prepare_image(engine, r, opts.rebuild, pre_inspect).await?;
             if !features.is_empty() {
-                let mut base_meta = image_metadata(&inspect);
-                let mut with_conf = base_meta.clone();
-                with_conf.push(snippet.clone());
-                let pre = metadata::merge(&with_conf);
-                let base_user = inspect
-                    .pointer("/Config/User")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let container_user = pre.container_user.clone().unwrap_or_else(|| {
-                    if base_user.is_empty() {
-                        "root".into()
-                    } else {
-                        base_user.clone()
-                    }
-                });
-                let remote_user = pre
-                    .remote_user
-                    .clone()
-                    .unwrap_or_else(|| container_user.clone());
-                base_meta.extend(features.iter().map(crate::features::snippet));
-                let label = serde_json::to_string(&base_meta).expect("json");
-                let tag = format!("{}-features", image_name(&r.workspace));
-                let spec = crate::features::BuildSpec {
-                    base: &image,
-                    base_user: &base_user,
-                    remote_user: &remote_user,
-                    container_user: &container_user,
-                    label: &label,
-                    tag: &tag,
-                };
-                crate::features::build(engine, &spec, &features).await?;
-                inspect = engine.inspect_image(&tag).await?.ok_or_else(|| {
-                    UpError::Other(format!("the image {tag} was built but cannot be inspected"))
-                })?;
-                image = tag;
+                (image, inspect) =
+                    build_features(engine, r, &features, &snippet, &image, &inspect).await?;
             }
             let mut snippets = image_metadata(&inspect);
             snippets.push(snippet);
             let merged = metadata::merge(&snippets);
             check_host_requirements(&merged);
+            // The -uid image has the same entrypoint, command and labels, so
+            // `inspect` still describes it.
+            let image = update_uid(engine, r, &merged, image, &inspect).await?;
             let label = serde_json::to_string(&snippets).expect("json");
             let args = run_args(r, engine, &merged, &image, &inspect, &label);
             eprintln!("Creating the container from {image}...");

@@ -1104,3 +1104,459 @@ fn doctor_checks_the_engine_a_test_container_and_file_sharing() {
     assert_eq!(answers["status"], "problem");
     assert_eq!(code, 1);
 }
+
+/// A rootful Podman's Docker-compatible API on a socket in a temp folder
+/// that any user may reach, so a non-root user drives it with the Docker
+/// CLI (`DOCKER_HOST=unix://…`). Stopped when dropped.
+struct PodmanService {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl PodmanService {
+    fn start() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sock = dir.path().join("podman.sock");
+        let child = podman()
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "podman system service did not listen on {}",
+                sock.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+        PodmanService { child, dir }
+    }
+
+    fn docker_host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("podman.sock").display())
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `yonder` run as `u`, with the Docker CLI on PATH (a client only) driving
+/// the rootful Podman service, and state in the user's home.
+fn yonder_as(u: &common::user::TempUser, svc: &PodmanService) -> Command {
+    let mut c = u.command(common::YONDER);
+    c.env("DOCKER_HOST", svc.docker_host())
+        .env("YONDER_DOCKER_PATH", "docker")
+        .env("YONDER_STATE_DIR", u.home.join(".yonder-state"))
+        .env("YONDER_RUNTIME_DIR", u.home.join(".yonder-run"));
+    c
+}
+
+/// A project owned by `u`, whose image has the user `dev` (UID 4321) as its
+/// `USER`, plus whatever `extra` Dockerfile lines add.
+fn uid_project(u: &common::user::TempUser, extra: &str) -> Project {
+    let p = Project::new(
+        r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev",
+            "postCreateCommand": "id -u > /tmp/hook-uid"}"#,
+    );
+    p.write(
+        ".devcontainer/Dockerfile",
+        &format!(
+            "FROM {BASE}\nRUN groupadd -g 4321 dev && useradd -m -u 4321 -g 4321 -s /bin/sh dev\n{extra}USER dev\n"
+        ),
+    );
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", u.uid, u.gid))
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    p
+}
+
+#[test]
+fn uid_update_gives_the_remote_user_the_local_uid_through_the_docker_cli() {
+    let svc = PodmanService::start();
+    let u = common::user::TempUser::create();
+    assert_ne!(
+        u.uid, 4321,
+        "the test needs a host UID other than the image's"
+    );
+    let p = uid_project(&u, "");
+    let (code, out, err) = run(yonder_as(&u, &svc)
+        .args(["up", "--docker-path", "docker", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(v["remoteUser"], "dev", "{v}");
+    assert!(err.contains("-uid"), "the -uid image was not built: {err}");
+    // Inside, as the remote user: the host user's UID and GID, a home of
+    // its own, and a workspace it can write, whose files the host user owns.
+    let target = p.target();
+    let (code, out, err) = run(yonder_as(&u, &svc).args([
+        "exec",
+        &target,
+        "--",
+        "sh",
+        "-c",
+        "id -un; id -u; id -g; stat -c %u:%g \"$HOME\" \"$HOME/.bashrc\"; cat /tmp/hook-uid; echo hi > written-inside",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let ids = format!("{}:{}", u.uid, u.gid);
+    assert_eq!(
+        out,
+        format!("dev\n{}\n{}\n{ids}\n{ids}\n{}\n", u.uid, u.gid, u.uid),
+        "{err}"
+    );
+    let made = p.dir.path().join("written-inside");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&made).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (u.uid, u.gid));
+
+    // updateRemoteUserUID false: the image's UID stays.
+    let q = uid_project(&u, "");
+    q.write(
+        ".devcontainer/devcontainer.json",
+        r#"{"build": {"dockerfile": "Dockerfile"}, "remoteUser": "dev", "updateRemoteUserUID": false}"#,
+    );
+    let (code, out, err) = run(yonder_as(&u, &svc)
+        .args([
+            "up",
+            "--no-server",
+            "--docker-path",
+            "docker",
+            "--workspace-folder",
+        ])
+        .arg(q.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains("-uid"), "{err}");
+    let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = podman()
+        .args(["exec", "-u", "dev", &id, "id", "-u"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "4321\n");
+}
+
+#[test]
+fn uid_update_is_skipped_when_another_image_user_has_the_local_uid() {
+    let svc = PodmanService::start();
+    let u = common::user::TempUser::create();
+    let p = uid_project(
+        &u,
+        &format!("RUN useradd -M -u {} -s /bin/sh taken\n", u.uid),
+    );
+    let (code, out, err) = run(yonder_as(&u, &svc)
+        .args([
+            "up",
+            "--no-server",
+            "--docker-path",
+            "docker",
+            "--workspace-folder",
+        ])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The -uid image was built (its RUN step's own message is not asserted:
+    // a cached layer prints nothing), and left dev's IDs alone.
+    assert!(err.contains("-uid)..."), "{err}");
+    let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = podman()
+        .args([
+            "exec",
+            "-u",
+            "dev",
+            &id,
+            "sh",
+            "-c",
+            "id -u; id -g; cat /tmp/hook-uid",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "4321\n4321\n4321\n");
+}
+
+#[test]
+fn features_install_into_a_compose_service_built_from_its_dockerfile() {
+    let p = Project::new(
+        r#"{"dockerComposeFile": "docker-compose.yml", "service": "app",
+            "workspaceFolder": "/workspace",
+            "features": {"./hello": {"greeting": "compose says hi"}}}"#,
+    );
+    p.write(
+        ".devcontainer/docker-compose.yml",
+        &format!(
+            "version: \"3\"\nservices:\n  app:\n    build:\n      context: .\n      dockerfile: app.Dockerfile\n      args:\n        FLAVOUR: built\n    command: [\"sleep\", \"infinity\"]\n    volumes:\n      - ..:/workspace\n  db:\n    image: {BASE}\n    command: sleep infinity\n    init: true\n"
+        ),
+    );
+    p.write(
+        ".devcontainer/app.Dockerfile",
+        &format!("FROM {BASE}\nARG FLAVOUR\nRUN echo \"$FLAVOUR\" > /flavour\n"),
+    );
+    p.write(
+        ".devcontainer/hello/devcontainer-feature.json",
+        r#"{"id": "hello", "options": {"greeting": {"type": "string", "default": "hi"}},
+            "containerEnv": {"HELLO_HOME": "/opt/hello"},
+            "entrypoint": "/usr/local/share/hello-init.sh",
+            "postCreateCommand": "echo feature-hook > /tmp/feature-hook"}"#,
+    );
+    p.write(
+        ".devcontainer/hello/install.sh",
+        "#!/bin/sh\nset -e\nmkdir -p /opt/hello\necho \"$GREETING\" > /opt/hello/said\nprintf '#!/bin/sh\\necho ran > /tmp/entrypoint-ran\\n' > /usr/local/share/hello-init.sh\nchmod +x /usr/local/share/hello-init.sh\n",
+    );
+    p.write("hello.txt", "from the host\n");
+    let (code, v, err) = p.up(&[]);
+    assert_eq!(code, 0, "{v}\n{err}");
+    // The service's own Dockerfile (with its build arg), the feature's
+    // install script, its containerEnv and its lifecycle hook, and the
+    // compose file's volume: all in the one service container.
+    assert_eq!(
+        p.sh("cat /flavour /opt/hello/said; echo $HELLO_HOME; cat /tmp/feature-hook hello.txt"),
+        "built\ncompose says hi\n/opt/hello\nfeature-hook\nfrom the host\n",
+        "{err}"
+    );
+    // The feature's entrypoint ran, then the service's own command
+    // (overrideCommand is false for compose), which the wrapper exec'd.
+    assert_eq!(
+        p.sh("cat /tmp/entrypoint-ran; tr '\\0' ' ' < /proc/1/cmdline"),
+        "ran\nsleep infinity "
+    );
+    // The container runs the extended image and says which features it has.
+    let out = podman()
+        .args([
+            "inspect",
+            "--format",
+            "{{.ImageName}} {{index .Config.Labels \"devcontainer.metadata\"}}",
+            v["containerId"].as_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("-features"), "{out}");
+    assert!(out.contains("\"id\":\"hello\""), "{out}");
+    // Re-up reuses the container; down removes the project.
+    assert_eq!(p.up_ok(&["--no-server"])["containerId"], v["containerId"]);
+    let (code, _, err) = run(p
+        .yonder()
+        .args(["down", "--workspace-folder"])
+        .arg(p.path()));
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Python's http.server on 127.0.0.1 serving `dir`; stopped when dropped.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 (scripts/setup installs it)");
+        let deadline = std::time::Instant::now() + common::DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "http.server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tarball_url_features_are_fetched_checked_and_cached() {
+    let src = tempfile::tempdir().unwrap();
+    let feature = src.path().join("feature");
+    std::fs::create_dir_all(&feature).unwrap();
+    std::fs::write(
+        feature.join("devcontainer-feature.json"),
+        r#"{"id": "tarred", "options": {"word": {"type": "string", "default": "plain"}}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        feature.join("install.sh"),
+        "#!/bin/sh\nset -e\necho \"tarball says $WORD\" > /tarred\n",
+    )
+    .unwrap();
+    let served = src.path().join("www");
+    std::fs::create_dir_all(&served).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&feature)
+        .arg("-czf")
+        .arg(served.join("devcontainer-feature-tarred.tgz"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The same archive under another feature's name: refused.
+    std::fs::copy(
+        served.join("devcontainer-feature-tarred.tgz"),
+        served.join("devcontainer-feature-other.tgz"),
+    )
+    .unwrap();
+    let http = HttpServer::start(&served);
+    let url = format!(
+        "http://127.0.0.1:{}/devcontainer-feature-tarred.tgz",
+        http.port
+    );
+    let p = Project::new(&format!(
+        r#"{{"image": "{BASE}", "features": {{"{url}": {{"word": "hello"}}}}}}"#
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let up = |extra: &[&str]| {
+        run(p
+            .yonder()
+            .env("YONDER_CACHE_DIR", cache.path())
+            .args(["up", "--no-server", "--workspace-folder"])
+            .arg(p.path())
+            .args(extra))
+    };
+    let (code, out, err) = up(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(p.sh("cat /tarred"), "tarball says hello\n");
+    // The server goes away: the cached download still builds a new container.
+    drop(http);
+    let (code, out, err) = up(&["--remove-existing"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("using the copy fetched earlier"), "{err}");
+    assert_eq!(p.sh("cat /tarred"), "tarball says hello\n");
+
+    // Refusals name the feature and what to do.
+    let http = HttpServer::start(&served);
+    for (key, expect) in [
+        (
+            format!(
+                "http://127.0.0.1:{}/devcontainer-feature-other.tgz",
+                http.port
+            ),
+            "its devcontainer-feature.json says \\\"id\\\": \\\"tarred\\\"",
+        ),
+        (
+            "http://example.invalid/devcontainer-feature-x.tgz".to_string(),
+            "https only",
+        ),
+        (
+            format!("http://127.0.0.1:{}/feature.tgz", http.port),
+            "devcontainer-feature-<id>.tgz",
+        ),
+    ] {
+        p.write(
+            ".devcontainer/devcontainer.json",
+            &format!(r#"{{"image": "{BASE}", "features": {{"{key}": {{}}}}}}"#),
+        );
+        let (code, out, err) = up(&["--remove-existing"]);
+        assert_eq!(code, 1, "{key}: {out}\n{err}");
+        assert!(out.contains(expect), "{key}: {out}\n{err}");
+    }
+}
+
+#[test]
+fn uid_update_on_a_compose_service_through_docker_compose() {
+    let svc = PodmanService::start();
+    let u = common::user::TempUser::create();
+    // The service's image has `dev` (4321); its name comes from .env, which
+    // compose (and yonder, reading the file) interpolate.
+    let mut rnd = [0u8; 4];
+    getrandom::fill(&mut rnd).unwrap();
+    let image = format!("localhost/yonder-test-uid-dev:{}", hex::encode(rnd));
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {BASE}\nRUN groupadd -g 4321 dev && useradd -m -u 4321 -g 4321 -s /bin/sh dev\n"
+        ),
+    )
+    .unwrap();
+    let st = podman()
+        .args(["build", "-q", "-t", &image])
+        .arg(ctx.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let p = Project::new(
+        r#"{"dockerComposeFile": "docker-compose.yml", "service": "app",
+            "workspaceFolder": "/workspace", "remoteUser": "dev"}"#,
+    );
+    p.write(
+        ".devcontainer/docker-compose.yml",
+        "version: \"3\"\nservices:\n  app:\n    image: ${DEV_IMAGE:-missing}\n    command: sleep infinity\n    volumes:\n      - ..:/workspace\n",
+    );
+    p.write(".devcontainer/.env", &format!("DEV_IMAGE={image}\n"));
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", u.uid, u.gid))
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let compose = |args: &[&str]| {
+        let (code, out, err) = run(yonder_as(&u, &svc)
+            .env("YONDER_DOCKER_COMPOSE_PATH", "docker-compose")
+            .args(args)
+            .args(["--docker-path", "docker", "--workspace-folder"])
+            .arg(p.path()));
+        assert_eq!(code, 0, "{args:?}: {out}\n{err}");
+        (out, err)
+    };
+    let (out, err) = compose(&["up", "--no-server"]);
+    assert!(err.contains("-uid"), "{err}");
+    let id = serde_json::from_str::<Value>(out.lines().last().unwrap()).unwrap()["containerId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = podman()
+        .args(["exec", "-u", "dev", &id, "sh", "-c"])
+        .arg("id -u; id -g; stat -c %u:%g \"$HOME\"; touch /workspace/from-dev")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{0}\n{1}\n{0}:{1}\n", u.uid, u.gid),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(p.dir.path().join("from-dev"))
+            .unwrap()
+            .uid(),
+        u.uid
+    );
+    compose(&["down"]);
+    let _ = podman().args(["rmi", "-f", &image]).output();
+}
