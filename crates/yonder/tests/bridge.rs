@@ -125,16 +125,21 @@ fn run_with_input(mut c: Command, input: &[u8]) -> Output {
 /// Waits for a child with a deadline (a hung client fails the test).
 fn wait_output(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    // Either may be read elsewhere already (taken from the child).
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
     let out_t = std::thread::spawn(move || {
         let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_end(&mut v);
+        }
         v
     });
     let err_t = std::thread::spawn(move || {
         let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_end(&mut v);
+        }
         v
     });
     let status = loop {
@@ -485,6 +490,116 @@ fn no_terminals_left(d: &Daemon) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The bridge's process for this test's home (there is one per
+/// connection; `env HOME=...` in the ProxyCommand tells them apart).
+fn proxy_pids(home: &Path) -> Vec<u32> {
+    let want = format!("HOME={}", home.display());
+    processes_with("ssh-proxy")
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A program that never reads its stdin while the client floods it (as
+/// `head -c 256M /dev/zero | ssh HOST CMD`): as with sshd, that channel's
+/// window fills and the client stops sending, the program's output and
+/// exit still arrive, another session on the same connection keeps
+/// working, and the bridge's memory stays bounded. (The bridge used to
+/// stall the whole connection until the program ended.)
+#[test]
+fn a_flooded_stdin_holds_up_only_its_own_channel() {
+    const FLOOD: usize = 256 << 20;
+    let b = Bridge::local();
+    let cm = b.path("cm.sock");
+    let control = format!("ControlPath={}", cm.display());
+    let _master = bg({
+        let mut c = b.tool("ssh");
+        c.args(["-N", "-o", "ControlMaster=yes", "-o", &control, "br"]);
+        c
+    });
+    let start = Instant::now();
+    while !cm.exists() {
+        assert!(start.elapsed() < DEADLINE, "no ControlMaster socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let release = b.path("release");
+    let mut flooded = b
+        .tool("ssh")
+        .args(["-o", &control, "br"])
+        .arg(format!(
+            "sleep 1; echo started; i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done; exit 5",
+            release.display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut stdin = flooded.stdin.take().unwrap();
+    let counter = sent.clone();
+    let flood = std::thread::spawn(move || {
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..FLOOD / chunk.len() {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // The program's output arrives while it is flooded and running.
+    let mut out = std::io::BufReader::new(flooded.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) > 0 {
+            let _ = tx.send(line.trim_end().to_string());
+            line.clear();
+        }
+    });
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "started");
+    // The client stopped sending: its window on that channel is full.
+    let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        after < 64 << 20,
+        "{after} bytes went into a program that reads none"
+    );
+    assert!(
+        after - before < 8 << 20,
+        "still sending: {before} then {after}"
+    );
+    // Another session on the same connection works meanwhile.
+    let mut c = b.tool("ssh");
+    c.args(["-o", &control, "br", "echo second"]);
+    let o = run_with_input(c, b"");
+    assert_ok("second session", &o);
+    assert_eq!(text(&o.stdout).trim(), "second");
+    // One connection, one bridge process, bounded memory.
+    let pids = proxy_pids(b.home.path());
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let rss = rss_kib(pids[0]);
+    assert!(rss < 128 * 1024, "the bridge holds {rss} KiB");
+    // The program ends: its output and exit status arrive.
+    std::fs::write(&release, "").unwrap();
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "done");
+    let o = wait_output(flooded, DEADLINE);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    reader.join().unwrap();
+    flood.join().unwrap();
 }
 
 /// What VS Code's Remote-SSH runs before installing its server: probes of
