@@ -1,6 +1,6 @@
-//! A session channel's input, flow-controlled end to end: what the client
-//! sends reaches the program (stdin or terminal) in order, and the client
-//! may only send as much as the program has not taken yet.
+//! A channel's input, flow-controlled end to end: what the client sends
+//! reaches the program (stdin or terminal) or the forwarded connection in
+//! order, and the client may only send as much as it has not taken yet.
 //!
 //! Without this, a program that does not read its stdin while the client
 //! floods it (`head -c 64M /dev/zero | ssh HOST 'sleep 9'`) stalled the

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OnceCell, mpsc};
+use yonder_client::forward::{Tunnel, TunnelWriter};
 use yonder_client::terminal::{OpenTerminal, TerminalEvent, TerminalWriter};
 use yonder_client::{Client, ExecRequest, ExitStatus, ProcessControl, ProcessEvent, SystemInfo};
 use yonder_proto::pb::ErrorKind;
@@ -306,10 +307,11 @@ impl russh::server::Handler for Bridge {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let ctx = self.ctx.clone();
         let host = host_to_connect.to_string();
+        let handle = session.handle();
         tokio::spawn(async move {
             let tunnel = match (ctx.client().await, u16::try_from(port_to_connect)) {
                 (Ok(client), Ok(port)) => client.dial(&host, port).await,
@@ -321,9 +323,7 @@ impl russh::server::Handler for Bridge {
             match tunnel {
                 Ok(t) => {
                     reply.accept().await;
-                    if let Err(e) = t.relay(channel.into_stream()).await {
-                        tracing::debug!("forward to {host}:{port_to_connect} ended: {e}");
-                    }
+                    relay(t, channel, handle).await;
                 }
                 Err(e) => {
                     tracing::debug!("cannot reach {host}:{port_to_connect}: {e}");
@@ -382,9 +382,7 @@ impl russh::server::Handler for Bridge {
                         .channel_open_forwarded_tcpip(addr, bound, "127.0.0.1", 0)
                         .await
                     {
-                        Ok(ch) => {
-                            let _ = tunnel.relay(ch.into_stream()).await;
-                        }
+                        Ok(ch) => relay(tunnel, ch, handle).await,
                         Err(e) => tracing::debug!("client refused a forwarded connection: {e}"),
                     }
                 });
@@ -699,6 +697,58 @@ async fn run_terminal(ch: Channel<Msg>, handle: Handle, client: Client, open: Op
         // Like sshd closing the pty: the shell gets SIGHUP.
         let _ = client.kill_terminal(&info.id, 0).await;
     }
+}
+
+/// Relays a forwarded connection and its channel both ways until the
+/// client closes the channel (or either side fails). What the client sends
+/// is flow-controlled as a session's input is: a far end that does not
+/// read holds up only this channel.
+async fn relay(tunnel: Tunnel, ch: Channel<Msg>, handle: Handle) {
+    let id = ch.id();
+    let (mut from_target, to_target) = tunnel.split();
+    let (rd, wr) = ch.split();
+    let sink = TunnelInput(Arc::new(tokio::sync::Mutex::new(to_target)));
+    let mut input = tokio::spawn(input::pump(rd, id, handle, sink));
+    let mut target_done = false;
+    loop {
+        tokio::select! {
+            r = from_target.recv(), if !target_done => match r {
+                Ok(Some(data)) => {
+                    if wr.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                // Half-close: the client may still send.
+                Ok(None) => {
+                    let _ = wr.eof().await;
+                    target_done = true;
+                }
+                Err(e) => {
+                    tracing::debug!("forwarded connection failed: {e}");
+                    break;
+                }
+            },
+            _ = &mut input => break,
+        }
+    }
+    input.abort();
+    let _ = wr.close().await;
+}
+
+/// A forwarded connection's far end as a channel's input.
+#[derive(Clone)]
+struct TunnelInput(Arc<tokio::sync::Mutex<TunnelWriter>>);
+
+impl InputSink for TunnelInput {
+    async fn write(&self, data: Bytes) -> bool {
+        self.0.lock().await.send(data).await.is_ok()
+    }
+
+    async fn eof(&self) {
+        let _ = self.0.lock().await.close().await;
+    }
+
+    async fn control(&self, _: Control) {}
 }
 
 /// A program's stdin as a channel's input.

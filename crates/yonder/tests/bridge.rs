@@ -512,10 +512,34 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Writes up to `total` zeros into `w` in a thread, counting what went in;
+/// stops at the first error.
+fn flood(
+    mut w: impl Write + Send + 'static,
+    total: usize,
+) -> (
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let t = std::thread::spawn(move || {
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..total / chunk.len() {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (t, sent)
+}
+
 /// A program that never reads its stdin while the client floods it (as
-/// `head -c 256M /dev/zero | ssh HOST CMD`): as with sshd, that channel's
-/// window fills and the client stops sending, the program's output and
-/// exit still arrive, another session on the same connection keeps
+/// `head -c 256M /dev/zero | ssh HOST CMD`), and a forwarded connection
+/// whose far end never reads, flooded too: as with sshd, those channels'
+/// windows fill and the client stops sending on them, the program's output
+/// and exit still arrive, another session on the same connection keeps
 /// working, and the bridge's memory stays bounded. (The bridge used to
 /// stall the whole connection until the program ended.)
 #[test]
@@ -524,9 +548,22 @@ fn a_flooded_stdin_holds_up_only_its_own_channel() {
     let b = Bridge::local();
     let cm = b.path("cm.sock");
     let control = format!("ControlPath={}", cm.display());
-    let _master = bg({
+    // The far end of the forward accepts and never reads.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    // Two connections arrive: wait_port's probe, then the flood.
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in sink.incoming().take(2) {
+            let _ = accepted_tx.send(s.unwrap());
+        }
+    });
+    let l = free_port();
+    let master = bg({
         let mut c = b.tool("ssh");
-        c.args(["-N", "-o", "ControlMaster=yes", "-o", &control, "br"]);
+        c.args(["-N", "-o", "ControlMaster=yes", "-o", &control, "-L"])
+            .arg(format!("{l}:127.0.0.1:{sink_port}"))
+            .arg("br");
         c
     });
     let start = Instant::now();
@@ -547,18 +584,12 @@ fn a_flooded_stdin_holds_up_only_its_own_channel() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut stdin = flooded.stdin.take().unwrap();
-    let counter = sent.clone();
-    let flood = std::thread::spawn(move || {
-        let chunk = vec![0u8; 1 << 20];
-        for _ in 0..FLOOD / chunk.len() {
-            if stdin.write_all(&chunk).is_err() {
-                return;
-            }
-            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
-        }
-    });
+    let (stdin_flood, sent) = flood(flooded.stdin.take().unwrap(), FLOOD);
+    wait_port(l);
+    let (tcp_flood, tcp_sent) = flood(
+        std::net::TcpStream::connect(("127.0.0.1", l)).unwrap(),
+        FLOOD,
+    );
     // The program's output arrives while it is flooded and running.
     let mut out = std::io::BufReader::new(flooded.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -582,6 +613,11 @@ fn a_flooded_stdin_holds_up_only_its_own_channel() {
         after - before < 8 << 20,
         "still sending: {before} then {after}"
     );
+    let tcp = tcp_sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        tcp < 64 << 20,
+        "{tcp} bytes went into a forward that reads none"
+    );
     // Another session on the same connection works meanwhile.
     let mut c = b.tool("ssh");
     c.args(["-o", &control, "br", "echo second"]);
@@ -599,7 +635,19 @@ fn a_flooded_stdin_holds_up_only_its_own_channel() {
     let o = wait_output(flooded, DEADLINE);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
     reader.join().unwrap();
-    flood.join().unwrap();
+    stdin_flood.join().unwrap();
+    // The forward's far end got data, in order, and the connection ends.
+    let far = loop {
+        let mut s: std::net::TcpStream = accepted.recv_timeout(DEADLINE).unwrap();
+        let mut first = vec![1u8; 4096];
+        if s.read_exact(&mut first).is_ok() {
+            assert!(first.iter().all(|b| *b == 0));
+            break s;
+        }
+    };
+    drop(master);
+    drop(far);
+    tcp_flood.join().unwrap();
 }
 
 /// What VS Code's Remote-SSH runs before installing its server: probes of
