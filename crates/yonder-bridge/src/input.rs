@@ -24,6 +24,7 @@ use russh::{ChannelId, ChannelMsg, ChannelReadHalf};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The client's window on a session channel: how much it may have sent
@@ -37,6 +38,12 @@ pub(crate) const WINDOW: u32 = 2 * 1024 * 1024;
 /// grown. Twice the window, as russh may still grant one window on receipt
 /// before it learns the channel is flow-controlled by us.
 const INPUT_LIMIT: usize = 2 * WINDOW as usize;
+
+/// After the client closed the channel, how long input already received
+/// may take to reach its destination. A forward's far end that reads
+/// takes the at most [`INPUT_LIMIT`] bytes in milliseconds; one that does
+/// not read is given up on, as sshd hangs up a closed session.
+const CLOSE_DRAIN: Duration = Duration::from_secs(5);
 
 /// Requests on the channel that are not input: they bypass queued input
 /// (a Ctrl-C signal must not wait behind data the program is not reading).
@@ -76,7 +83,7 @@ pub(crate) async fn pump<S: InputSink>(
     // (checked against INPUT_LIMIT below).
     let (data_tx, mut data_rx) = mpsc::unbounded_channel::<Input>();
     let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel::<Control>();
-    let writer = {
+    let mut writer = {
         let (sink, handle, queued) = (sink.clone(), handle.clone(), queued.clone());
         tokio::spawn(async move {
             let mut open = true;
@@ -140,6 +147,11 @@ pub(crate) async fn pump<S: InputSink>(
             _ => {}
         }
     }
-    writer.abort();
+    // Input received before the close still goes in (a forward's client
+    // may send its last bytes, EOF and close at once).
+    drop(data_tx);
+    if tokio::time::timeout(CLOSE_DRAIN, &mut writer).await.is_err() {
+        writer.abort();
+    }
     controls.abort();
 }
