@@ -150,7 +150,10 @@ pub(crate) async fn pump<S: InputSink>(
     // Input received before the close still goes in (a forward's client
     // may send its last bytes, EOF and close at once).
     drop(data_tx);
-    if tokio::time::timeout(CLOSE_DRAIN, &mut writer).await.is_err() {
+    if tokio::time::timeout(CLOSE_DRAIN, &mut writer)
+        .await
+        .is_err()
+    {
         writer.abort();
     }
     controls.abort();
