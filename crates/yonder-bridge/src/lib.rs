@@ -19,9 +19,11 @@
 //! Authentication is public-key only, against the keys the local user holds
 //! ([`keys`]); the host key is stable per target so known_hosts works.
 //!
-//! Modules: [`server`] (the SSH side), [`sftp`] (the SFTP server that runs
-//! on the target), [`keys`], [`ssh_config`] (the `~/.ssh/config` entries).
+//! Modules: [`server`] (the SSH side), `input` (flow control of what the
+//! client sends), [`sftp`] (the SFTP server that runs on the target),
+//! [`keys`], [`ssh_config`] (the `~/.ssh/config` entries).
 
+mod input;
 pub mod keys;
 pub mod server;
 pub mod sftp;

@@ -10,10 +10,12 @@
 //! until the program exits or the client closes the channel.
 //!
 //! russh hands every channel message to the channel's queue and waits when
-//! the queue is full, which holds up the whole connection. So each channel
-//! reads its queue in a task of its own that never waits on the client's
-//! window (output goes out from a second task).
+//! the queue is full, which holds up the whole connection. So each session
+//! channel reads its queue at once, in a task of its own, and limits what
+//! the client may send by granting window only for input the program took
+//! ([`crate::input`]); output goes out from a second task.
 
+use crate::input::{self, Control, InputSink};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use russh::keys::{PrivateKey, PublicKey};
@@ -27,8 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OnceCell, mpsc};
-use yonder_client::terminal::{OpenTerminal, TerminalEvent};
-use yonder_client::{Client, ExecRequest, ExitStatus, ProcessEvent, SystemInfo};
+use yonder_client::forward::{Tunnel, TunnelWriter};
+use yonder_client::terminal::{OpenTerminal, TerminalEvent, TerminalWriter};
+use yonder_client::{Client, ExecRequest, ExitStatus, ProcessControl, ProcessEvent, SystemInfo};
 use yonder_proto::pb::ErrorKind;
 
 /// Rejected authentication attempts are slowed down by this much. The
@@ -38,10 +41,8 @@ use yonder_proto::pb::ErrorKind;
 const AUTH_REJECTION_DELAY: Duration = Duration::from_millis(50);
 
 /// Messages russh queues per channel before it stops reading the
-/// connection. russh grants the client window as soon as data arrives, so
-/// this queue (with the program's stdin pipe behind it) is the only slack
-/// for input a program has not read yet; 256 packets of at most 32 KiB
-/// bound it to 8 MiB per channel.
+/// connection. Session channels read theirs at once ([`crate::input`]);
+/// the forwards' relays read as fast as the far side takes data.
 const CHANNEL_QUEUE: usize = 256;
 
 /// How long a finished connection waits for its channels to clean up
@@ -129,6 +130,7 @@ where
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys: vec![config.host_key],
         channel_buffer_size: CHANNEL_QUEUE,
+        window_size: crate::input::WINDOW,
         // An idle editor connection stays up as long as the client wants:
         // sshd has no idle timeout by default either.
         inactivity_timeout: None,
@@ -305,10 +307,11 @@ impl russh::server::Handler for Bridge {
         _originator_address: &str,
         _originator_port: u32,
         reply: ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let ctx = self.ctx.clone();
         let host = host_to_connect.to_string();
+        let handle = session.handle();
         tokio::spawn(async move {
             let tunnel = match (ctx.client().await, u16::try_from(port_to_connect)) {
                 (Ok(client), Ok(port)) => client.dial(&host, port).await,
@@ -320,9 +323,7 @@ impl russh::server::Handler for Bridge {
             match tunnel {
                 Ok(t) => {
                     reply.accept().await;
-                    if let Err(e) = t.relay(channel.into_stream()).await {
-                        tracing::debug!("forward to {host}:{port_to_connect} ended: {e}");
-                    }
+                    relay(t, channel, handle).await;
                 }
                 Err(e) => {
                     tracing::debug!("cannot reach {host}:{port_to_connect}: {e}");
@@ -381,9 +382,7 @@ impl russh::server::Handler for Bridge {
                         .channel_open_forwarded_tcpip(addr, bound, "127.0.0.1", 0)
                         .await
                     {
-                        Ok(ch) => {
-                            let _ = tunnel.relay(ch.into_stream()).await;
-                        }
+                        Ok(ch) => relay(tunnel, ch, handle).await,
                         Err(e) => tracing::debug!("client refused a forwarded connection: {e}"),
                     }
                 });
@@ -428,7 +427,7 @@ struct PtyRequest {
     cols: u16,
 }
 
-fn clamp(v: u32, fallback: u16) -> u16 {
+pub(crate) fn clamp(v: u32, fallback: u16) -> u16 {
     if v == 0 {
         fallback
     } else {
@@ -602,31 +601,9 @@ async fn run_process(
             return fail(ch, &e.to_string(), code).await;
         }
     };
-    let control = proc.control();
     let id = ch.id();
-    let (mut rd, wr) = ch.split();
-    // Input: never waits on the client, so the connection keeps moving.
-    let mut input = tokio::spawn(async move {
-        while let Some(m) = rd.wait().await {
-            match m {
-                // A program that closed its stdin drops further input, as
-                // a closed pipe would.
-                ChannelMsg::Data { data } => {
-                    let _ = control.write_stdin(data).await;
-                }
-                ChannelMsg::Eof => {
-                    let _ = control.close_stdin().await;
-                }
-                ChannelMsg::Signal { signal } => {
-                    if let Some(n) = signal_from_ssh(&signal) {
-                        let _ = control.signal(n).await;
-                    }
-                }
-                ChannelMsg::Close => return,
-                _ => {}
-            }
-        }
-    });
+    let (rd, wr) = ch.split();
+    let mut input = tokio::spawn(input::pump(rd, id, handle.clone(), Stdin(proc.control())));
     loop {
         tokio::select! {
             ev = proc.next_event() => match ev {
@@ -679,36 +656,14 @@ async fn run_terminal(ch: Channel<Msg>, handle: Handle, client: Client, open: Op
             return fail(ch, &e.to_string(), 255).await;
         }
     };
-    let writer = term.writer();
-    let (signal_client, signal_id) = (client.clone(), info.id.clone());
+    let sink = TerminalInput {
+        writer: term.writer(),
+        client: client.clone(),
+        id: info.id.clone(),
+    };
     let id = ch.id();
-    let (mut rd, wr) = ch.split();
-    let mut input = tokio::spawn(async move {
-        while let Some(m) = rd.wait().await {
-            match m {
-                ChannelMsg::Data { data } => {
-                    let _ = writer.write(data).await;
-                }
-                ChannelMsg::WindowChange {
-                    col_width,
-                    row_height,
-                    ..
-                } => {
-                    let _ = writer
-                        .resize(clamp(row_height, 1), clamp(col_width, 1))
-                        .await;
-                }
-                // `ssh` sends none, but other clients do (RFC 4254 §6.9).
-                ChannelMsg::Signal { signal } => {
-                    if let Some(n) = signal_from_ssh(&signal) {
-                        let _ = signal_client.kill_terminal(&signal_id, n).await;
-                    }
-                }
-                ChannelMsg::Close => return,
-                _ => {}
-            }
-        }
-    });
+    let (rd, wr) = ch.split();
+    let mut input = tokio::spawn(input::pump(rd, id, handle.clone(), sink));
     let mut exited = false;
     loop {
         tokio::select! {
@@ -744,8 +699,109 @@ async fn run_terminal(ch: Channel<Msg>, handle: Handle, client: Client, open: Op
     }
 }
 
+/// Relays a forwarded connection and its channel both ways until the
+/// client closes the channel (or either side fails). What the client sends
+/// is flow-controlled as a session's input is: a far end that does not
+/// read holds up only this channel.
+async fn relay(tunnel: Tunnel, ch: Channel<Msg>, handle: Handle) {
+    let id = ch.id();
+    let (mut from_target, to_target) = tunnel.split();
+    let (rd, wr) = ch.split();
+    let sink = TunnelInput(Arc::new(tokio::sync::Mutex::new(to_target)));
+    let mut input = tokio::spawn(input::pump(rd, id, handle, sink));
+    let mut target_done = false;
+    loop {
+        tokio::select! {
+            r = from_target.recv(), if !target_done => match r {
+                Ok(Some(data)) => {
+                    if wr.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                // Half-close: the client may still send.
+                Ok(None) => {
+                    let _ = wr.eof().await;
+                    target_done = true;
+                }
+                Err(e) => {
+                    tracing::debug!("forwarded connection failed: {e}");
+                    break;
+                }
+            },
+            _ = &mut input => break,
+        }
+    }
+    input.abort();
+    let _ = wr.close().await;
+}
+
+/// A forwarded connection's far end as a channel's input.
+#[derive(Clone)]
+struct TunnelInput(Arc<tokio::sync::Mutex<TunnelWriter>>);
+
+impl InputSink for TunnelInput {
+    async fn write(&self, data: Bytes) -> bool {
+        self.0.lock().await.send(data).await.is_ok()
+    }
+
+    async fn eof(&self) {
+        let _ = self.0.lock().await.close().await;
+    }
+
+    async fn control(&self, _: Control) {}
+}
+
+/// A program's stdin as a channel's input.
+#[derive(Clone)]
+struct Stdin(ProcessControl);
+
+impl InputSink for Stdin {
+    async fn write(&self, data: Bytes) -> bool {
+        self.0.write_stdin(data).await.is_ok()
+    }
+
+    async fn eof(&self) {
+        let _ = self.0.close_stdin().await;
+    }
+
+    async fn control(&self, c: Control) {
+        if let Control::Signal(n) = c {
+            let _ = self.0.signal(n).await;
+        }
+    }
+}
+
+/// A terminal as a channel's input.
+#[derive(Clone)]
+struct TerminalInput {
+    writer: TerminalWriter,
+    client: Client,
+    id: String,
+}
+
+impl InputSink for TerminalInput {
+    async fn write(&self, data: Bytes) -> bool {
+        self.writer.write(data).await.is_ok()
+    }
+
+    /// A terminal has no end of input (sshd ignores it with a pty too).
+    async fn eof(&self) {}
+
+    async fn control(&self, c: Control) {
+        match c {
+            Control::Resize(rows, cols) => {
+                let _ = self.writer.resize(rows, cols).await;
+            }
+            // `ssh` sends none, but other clients do (RFC 4254 §6.9).
+            Control::Signal(n) => {
+                let _ = self.client.kill_terminal(&self.id, n).await;
+            }
+        }
+    }
+}
+
 /// SSH signal names (RFC 4254 §6.10) to numbers.
-fn signal_from_ssh(sig: &Sig) -> Option<i32> {
+pub(crate) fn signal_from_ssh(sig: &Sig) -> Option<i32> {
     Some(match sig {
         Sig::ABRT => libc::SIGABRT,
         Sig::ALRM => libc::SIGALRM,

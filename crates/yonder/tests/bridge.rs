@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::sshd::{Sshd, TEST_USER};
+use common::devcontainer::Project;
+use common::sshd::{Sshd, TEST_USER, free_port};
+use common::tmux::Tmux;
 use common::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -123,16 +125,21 @@ fn run_with_input(mut c: Command, input: &[u8]) -> Output {
 /// Waits for a child with a deadline (a hung client fails the test).
 fn wait_output(mut child: Child, limit: Duration) -> Output {
     let start = Instant::now();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    // Either may be read elsewhere already (taken from the child).
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
     let out_t = std::thread::spawn(move || {
         let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_end(&mut v);
+        }
         v
     });
     let err_t = std::thread::spawn(move || {
         let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_end(&mut v);
+        }
         v
     });
     let status = loop {
@@ -410,119 +417,49 @@ fn sftp_batch_and_scp_both_ways() {
     std::fs::remove_file(in_home).unwrap();
 }
 
-fn tmux(sock: &str, args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .arg("-S")
-        .arg(sock)
-        .args(args)
-        .output()
-        .expect("tmux");
-    assert!(out.status.success(), "tmux {args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn pane_shows(sock: &str, needle: &str) -> String {
-    pane_of_shows(sock, "br", needle)
-}
-
-fn pane_of_shows(sock: &str, session: &str, needle: &str) -> String {
-    let start = Instant::now();
-    loop {
-        let t = tmux(sock, &["capture-pane", "-p", "-t", session]);
-        if t.contains(needle) {
-            return t;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "pane never showed {needle:?}:\n{t}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `ssh -tt` in a real terminal (tmux): the window size arrives, a resize
-/// follows, the exit code comes back.
-#[test]
-fn a_terminal_session_sees_its_size_and_resizes() {
-    let b = Bridge::local();
-    let sock = b.path("tmux.sock").display().to_string();
+/// `ssh -tt` in a real terminal (tmux) in session `name`: the window size
+/// arrives, a resize follows, the exit code comes back.
+fn terminal_sees_its_size_and_resizes(b: &Bridge, tmux: &Tmux, name: &str) {
     let cmd = format!(
         "ssh -F {} -tt br; echo ssh-exit=$?; sleep 60",
         b.config.display()
     );
-    tmux(
-        &sock,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "br",
-            "-x",
-            "90",
-            "-y",
-            "25",
-            &cmd,
-        ],
-    );
-    tmux(
-        &sock,
-        &[
-            "send-keys",
-            "-t",
-            "br",
-            // `tty` before the marker: the pane is read once the marker shows.
-            "stty size; tty; echo ready-$((6*7))",
-            "Enter",
-        ],
-    );
-    let t = pane_shows(&sock, "ready-42");
+    tmux.start(name, 90, 25, &cmd);
+    // `tty` before the marker: the pane is read once the marker shows.
+    tmux.type_line(name, "stty size; tty; echo ready-$((6*7))");
+    let t = tmux.wait_for(name, "ready-42");
     assert!(t.contains("25 90"), "{t}");
     assert!(t.contains("/dev/pts/"), "{t}");
-    tmux(
-        &sock,
-        &["resize-window", "-t", "br", "-x", "120", "-y", "40"],
-    );
+    tmux.resize(name, 120, 40);
     // The resize reaches the shell (poll: SIGWINCH travels asynchronously).
     let start = Instant::now();
     loop {
-        tmux(
-            &sock,
-            &["send-keys", "-t", "br", "clear; stty size", "Enter"],
-        );
+        tmux.type_line(name, "clear; stty size");
         std::thread::sleep(Duration::from_millis(200));
-        let t = tmux(&sock, &["capture-pane", "-p", "-t", "br"]);
+        let t = tmux.screen(name);
         if t.contains("40 120") {
             break;
         }
         assert!(start.elapsed() < DEADLINE, "no resize:\n{t}");
     }
-    tmux(&sock, &["send-keys", "-t", "br", "exit 6", "Enter"]);
-    pane_shows(&sock, "ssh-exit=6");
+    tmux.type_line(name, "exit 6");
+    tmux.wait_for(name, "ssh-exit=6");
+}
+
+#[test]
+fn a_terminal_session_sees_its_size_and_resizes() {
+    let b = Bridge::local();
+    let tmux = Tmux::new(b.home.path());
+    terminal_sees_its_size_and_resizes(&b, &tmux, "br");
     let d = b._daemon.as_ref().unwrap();
     no_terminals_left(d);
 
     // A client that vanishes (killed, laptop lid closed): its shell is hung
     // up, as sshd does, instead of waiting hours for a re-attach.
     let cmd = format!("ssh -F {} -tt br", b.config.display());
-    tmux(
-        &sock,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "two",
-            "-x",
-            "90",
-            "-y",
-            "25",
-            &cmd,
-        ],
-    );
-    tmux(
-        &sock,
-        &["send-keys", "-t", "two", "echo up-$((6*7))", "Enter"],
-    );
-    pane_of_shows(&sock, "two", "up-42");
+    tmux.start("two", 90, 25, &cmd);
+    tmux.type_line("two", "echo up-$((6*7))");
+    tmux.wait_for("two", "up-42");
     let list = || {
         let (code, out, err) = run(d.cli().args(["terminals", "local", "--json"]));
         assert_eq!(code, 0, "{err}");
@@ -535,9 +472,6 @@ fn a_terminal_session_sees_its_size_and_resizes() {
         .unwrap();
     assert!(st.success(), "the ssh client was running");
     no_terminals_left(d);
-    let _ = Command::new("tmux")
-        .args(["-S", &sock, "kill-server"])
-        .status();
 }
 
 /// Waits until the daemon has no terminal left.
@@ -556,6 +490,164 @@ fn no_terminals_left(d: &Daemon) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The bridge's process for this test's home (there is one per
+/// connection; `env HOME=...` in the ProxyCommand tells them apart).
+fn proxy_pids(home: &Path) -> Vec<u32> {
+    let want = format!("HOME={}", home.display());
+    processes_with("ssh-proxy")
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|v| v == want.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Writes up to `total` zeros into `w` in a thread, counting what went in;
+/// stops at the first error.
+fn flood(
+    mut w: impl Write + Send + 'static,
+    total: usize,
+) -> (
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let t = std::thread::spawn(move || {
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..total / chunk.len() {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+            counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (t, sent)
+}
+
+/// A program that never reads its stdin while the client floods it (as
+/// `head -c 256M /dev/zero | ssh HOST CMD`), and a forwarded connection
+/// whose far end never reads, flooded too: as with sshd, those channels'
+/// windows fill and the client stops sending on them, the program's output
+/// and exit still arrive, another session on the same connection keeps
+/// working, and the bridge's memory stays bounded. (The bridge used to
+/// stall the whole connection until the program ended.)
+#[test]
+fn a_flooded_stdin_holds_up_only_its_own_channel() {
+    const FLOOD: usize = 256 << 20;
+    let b = Bridge::local();
+    let cm = b.path("cm.sock");
+    let control = format!("ControlPath={}", cm.display());
+    // The far end of the forward accepts and never reads.
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    // Two connections arrive: wait_port's probe, then the flood.
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in sink.incoming().take(2) {
+            let _ = accepted_tx.send(s.unwrap());
+        }
+    });
+    let l = free_port();
+    let master = bg({
+        let mut c = b.tool("ssh");
+        c.args(["-N", "-o", "ControlMaster=yes", "-o", &control, "-L"])
+            .arg(format!("{l}:127.0.0.1:{sink_port}"))
+            .arg("br");
+        c
+    });
+    let start = Instant::now();
+    while !cm.exists() {
+        assert!(start.elapsed() < DEADLINE, "no ControlMaster socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let release = b.path("release");
+    let mut flooded = b
+        .tool("ssh")
+        .args(["-o", &control, "br"])
+        .arg(format!(
+            "sleep 1; echo started; i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done; exit 5",
+            release.display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdin_flood, sent) = flood(flooded.stdin.take().unwrap(), FLOOD);
+    wait_port(l);
+    let (tcp_flood, tcp_sent) = flood(
+        std::net::TcpStream::connect(("127.0.0.1", l)).unwrap(),
+        FLOOD,
+    );
+    // The program's output arrives while it is flooded and running.
+    let mut out = std::io::BufReader::new(flooded.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut out, &mut line).unwrap_or(0) > 0 {
+            let _ = tx.send(line.trim_end().to_string());
+            line.clear();
+        }
+    });
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "started");
+    // The client stopped sending: its window on that channel is full.
+    let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        after < 64 << 20,
+        "{after} bytes went into a program that reads none"
+    );
+    assert!(
+        after - before < 8 << 20,
+        "still sending: {before} then {after}"
+    );
+    let tcp = tcp_sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        tcp < 64 << 20,
+        "{tcp} bytes went into a forward that reads none"
+    );
+    // Another session on the same connection works meanwhile.
+    let mut c = b.tool("ssh");
+    c.args(["-o", &control, "br", "echo second"]);
+    let o = run_with_input(c, b"");
+    assert_ok("second session", &o);
+    assert_eq!(text(&o.stdout).trim(), "second");
+    // One connection, one bridge process, bounded memory.
+    let pids = proxy_pids(b.home.path());
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let rss = rss_kib(pids[0]);
+    assert!(rss < 128 * 1024, "the bridge holds {rss} KiB");
+    // The program ends: its output and exit status arrive.
+    std::fs::write(&release, "").unwrap();
+    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "done");
+    let o = wait_output(flooded, DEADLINE);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    reader.join().unwrap();
+    stdin_flood.join().unwrap();
+    // The forward's far end got data, in order, and the connection ends.
+    let far = loop {
+        let mut s: std::net::TcpStream = accepted.recv_timeout(DEADLINE).unwrap();
+        let mut first = vec![1u8; 4096];
+        if s.read_exact(&mut first).is_ok() {
+            assert!(first.iter().all(|b| *b == 0));
+            break s;
+        }
+    };
+    drop(master);
+    drop(far);
+    tcp_flood.join().unwrap();
 }
 
 /// What VS Code's Remote-SSH runs before installing its server: probes of
@@ -608,10 +700,10 @@ fn tree_digest(root: &Path) -> std::collections::BTreeMap<PathBuf, String> {
     out
 }
 
-#[test]
-fn rsync_ten_thousand_files_both_ways() {
+/// `rsync -a` of a 10,000-file tree to `there` on the target (seen by the
+/// test at `seen_at`) and back, checked file by file.
+fn rsync_ten_thousand_files(b: &Bridge, there: &str, seen_at: &Path) {
     const FILES: usize = 10_000;
-    let b = Bridge::local();
     let src = b.path("tree");
     for i in 0..FILES {
         let dir = src.join(format!("d{:03}", i % 100));
@@ -625,38 +717,33 @@ fn rsync_ten_thousand_files_both_ways() {
         )
         .unwrap();
     }
-    let rsh = format!("ssh -F {}", b.config.display());
-    let there = b.path("there");
-    let o = wait_output(
-        Command::new("rsync")
-            .args(["-a", "-e", &rsh])
-            .arg(format!("{}/", src.display()))
-            .arg(format!("br:{}/", there.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(300),
-    );
-    assert_ok("rsync up", &o);
+    let rsync = |from: String, to: String| {
+        let o = wait_output(
+            Command::new("rsync")
+                .args(["-a", "-e", &format!("ssh -F {}", b.config.display())])
+                .args([from, to])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+            Duration::from_secs(300),
+        );
+        assert_ok("rsync", &o);
+    };
+    rsync(format!("{}/", src.display()), format!("br:{there}/"));
     let want = tree_digest(&src);
     assert_eq!(want.len(), FILES);
-    assert_eq!(tree_digest(&there), want);
-
+    assert_eq!(tree_digest(seen_at), want);
     let back = b.path("back");
-    let o = wait_output(
-        Command::new("rsync")
-            .args(["-a", "-e", &rsh])
-            .arg(format!("br:{}/", there.display()))
-            .arg(format!("{}/", back.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(300),
-    );
-    assert_ok("rsync down", &o);
+    rsync(format!("br:{there}/"), format!("{}/", back.display()));
     assert_eq!(tree_digest(&back), want);
+}
+
+#[test]
+fn rsync_ten_thousand_files_both_ways() {
+    let b = Bridge::local();
+    let there = b.path("there");
+    rsync_ten_thousand_files(&b, &there.display().to_string(), &there);
 }
 
 /// Kills a background client when the test ends.
@@ -695,9 +782,10 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
-/// An HTTP server on loopback serving `dir` (python's, a real one).
+/// An HTTP server on the client's loopback serving `dir` (python's, a real
+/// one).
 fn http_server(dir: &Path) -> (Bg, u16) {
-    let port = common::sshd::free_port();
+    let port = free_port();
     let mut c = Command::new("python3");
     c.args(["-m", "http.server", "--bind", "127.0.0.1"])
         .arg(port.to_string())
@@ -708,54 +796,108 @@ fn http_server(dir: &Path) -> (Bg, u16) {
     (server, port)
 }
 
-#[test]
-fn local_remote_and_dynamic_forwards_carry_http() {
-    let b = Bridge::local();
-    let www = b.path("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("hello.txt"), "hello through the bridge\n").unwrap();
-    let (_server, http) = http_server(&www);
+/// An HTTP server on the target's loopback, started through the bridge
+/// (perl: it is in every Debian, containers included), answering every
+/// request with `body`. It runs until the returned client is killed.
+fn http_server_on_target(b: &Bridge, body: &str) -> (Bg, u16) {
+    let port = free_port();
+    let script = r#"perl -MIO::Socket::INET -e '
+        $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:PORT", Listen => 5, ReuseAddr => 1)
+            or die "listen: $!";
+        $| = 1;
+        print "ready\n";
+        while ($c = $s->accept) {
+            while (<$c>) { last if /^\r?$/ }
+            print $c "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nBODY";
+            close $c;
+        }'"#
+    .replace("PORT", &port.to_string())
+    .replace("BODY", body);
+    let mut child = b
+        .tool("ssh")
+        .args(["br", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ssh");
+    let mut first = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    (Bg(child), port)
+}
 
-    // ssh -L: a local port reaches the HTTP server from the target's side.
-    let l = common::sshd::free_port();
-    let mut c = Command::new("ssh");
-    c.arg("-F").arg(&b.config).args([
-        "-N",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-L",
-        &format!("{l}:127.0.0.1:{http}"),
-        "br",
-    ]);
-    let _fwd = bg(c);
+/// An HTTP GET run on the target (through the bridge): what a program
+/// there gets from 127.0.0.1:`port`. Retries until `want` arrives, as a
+/// remote forward's listener is set up asynchronously.
+fn http_get_on_target(b: &Bridge, port: u16, want: &str) -> String {
+    let script = format!(
+        r#"perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new("127.0.0.1:{port}") or die "connect: $!\n"; print $s "GET /hello.txt HTTP/1.0\r\nHost: localhost\r\n\r\n"; print while <$s>'"#
+    );
+    let start = Instant::now();
+    loop {
+        let o = b.ssh(&["br", &script]);
+        let got = text(&o.stdout);
+        if o.status.success() && got.contains(want) {
+            return got;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "GET on the target never returned {want:?}: {got}\n{}",
+            text(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `ssh -L` carries an HTTP request to a server on the target's loopback;
+/// `ssh -R` makes a port on the target that reaches a server on the
+/// client's loopback.
+fn local_and_remote_forwards_carry_http(b: &Bridge) {
+    let (_target_server, on_target) = http_server_on_target(b, "hello from the target\n");
+    let l = free_port();
+    let _fwd = bg({
+        let mut c = b.tool("ssh");
+        c.args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("{l}:127.0.0.1:{on_target}"))
+            .arg("br");
+        c
+    });
     wait_port(l);
     let r = http_get(l, "/hello.txt");
     assert!(r.starts_with("HTTP/1.0 200"), "{r}");
-    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+    assert!(r.ends_with("hello from the target\n"), "{r}");
 
-    // ssh -R: a port on the target reaches the server on the client's side.
-    let rport = common::sshd::free_port();
-    let mut c = Command::new("ssh");
-    c.arg("-F").arg(&b.config).args([
-        "-N",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-R",
-        &format!("{rport}:127.0.0.1:{http}"),
-        "br",
-    ]);
-    let _rfwd = bg(c);
-    wait_port(rport);
-    let r = http_get(rport, "/hello.txt");
-    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+    let www = b.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("hello.txt"), "hello from the client\n").unwrap();
+    let (_client_server, on_client) = http_server(&www);
+    let rport = free_port();
+    let _rfwd = bg({
+        let mut c = b.tool("ssh");
+        c.args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
+            .arg(format!("{rport}:127.0.0.1:{on_client}"))
+            .arg("br");
+        c
+    });
+    let r = http_get_on_target(b, rport, "hello from the client\n");
+    assert!(r.starts_with("HTTP/1.0 200"), "{r}");
+}
+
+#[test]
+fn local_remote_and_dynamic_forwards_carry_http() {
+    let b = Bridge::local();
+    local_and_remote_forwards_carry_http(&b);
 
     // ssh -D: SOCKS, as VS Code's Remote-SSH uses it.
-    let d = common::sshd::free_port();
-    let mut c = Command::new("ssh");
-    c.arg("-F")
-        .arg(&b.config)
-        .args(["-N", "-D", &format!("127.0.0.1:{d}"), "br"]);
-    let _dyn = bg(c);
+    let www = b.path("www");
+    let (_server, http) = http_server(&www);
+    let d = free_port();
+    let _dyn = bg({
+        let mut c = b.tool("ssh");
+        c.args(["-N", "-D", &format!("127.0.0.1:{d}"), "br"]);
+        c
+    });
     wait_port(d);
     let o = Command::new("curl")
         .args(["-sS", "--max-time", "20", "--socks5-hostname"])
@@ -764,39 +906,41 @@ fn local_remote_and_dynamic_forwards_carry_http() {
         .output()
         .unwrap();
     assert_ok("curl via -D", &o);
-    assert_eq!(text(&o.stdout), "hello through the bridge\n");
+    assert_eq!(text(&o.stdout), "hello from the client\n");
 
-    // A forward to a closed port fails that connection, not the session.
-    let closed = common::sshd::free_port();
-    let l2 = common::sshd::free_port();
-    let mut c = Command::new("ssh");
-    c.arg("-F")
-        .arg(&b.config)
-        .args(["-N", "-L", &format!("{l2}:127.0.0.1:{closed}"), "br"]);
-    let _fwd2 = bg(c);
+    // A forward to a closed port fails that connection, not the session:
+    // the same client's other forward still works afterwards.
+    let closed = free_port();
+    let (l2, l3) = (free_port(), free_port());
+    let _fwd2 = bg({
+        let mut c = b.tool("ssh");
+        c.arg("-N")
+            .args(["-L", &format!("{l2}:127.0.0.1:{closed}")])
+            .args(["-L", &format!("{l3}:127.0.0.1:{http}")])
+            .arg("br");
+        c
+    });
     wait_port(l2);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", l2)).unwrap();
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     assert!(buf.is_empty());
-    let r = http_get(l, "/hello.txt");
-    assert!(r.ends_with("hello through the bridge\n"), "{r}");
+    wait_port(l3);
+    let r = http_get(l3, "/hello.txt");
+    assert!(r.ends_with("hello from the client\n"), "{r}");
 }
 
-#[test]
-fn sshfs_mount_reads_and_writes() {
-    let b = Bridge::local();
-    let dir = b.path("exported");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("from-target.txt"), "written on the target\n").unwrap();
+/// An sshfs mount of `dir` on the target (seen by the test at `seen_at`):
+/// read, write, append, overwrite in the middle, rename, mkdir.
+fn sshfs_reads_and_writes(b: &Bridge, dir: &str, seen_at: &Path) {
+    std::fs::create_dir_all(seen_at).unwrap();
+    std::fs::write(seen_at.join("from-target.txt"), "written on the target\n").unwrap();
     let mnt = b.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let o = wait_output(
-        Command::new("sshfs")
-            .arg("-F")
-            .arg(&b.config)
-            .arg(format!("br:{}", dir.display()))
+        b.tool("sshfs")
+            .arg(format!("br:{dir}"))
             .arg(&mnt)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -816,7 +960,6 @@ fn sshfs_mount_reads_and_writes() {
         std::fs::read_to_string(mnt.join("from-target.txt")).unwrap(),
         "written on the target\n"
     );
-    // Write, append, overwrite in the middle, rename: the target sees it.
     std::fs::write(mnt.join("new.txt"), "hello ").unwrap();
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -835,16 +978,23 @@ fn sshfs_mount_reads_and_writes() {
     std::fs::rename(mnt.join("new.txt"), mnt.join("renamed.txt")).unwrap();
     std::fs::create_dir(mnt.join("sub")).unwrap();
     assert_eq!(
-        std::fs::read_to_string(dir.join("renamed.txt")).unwrap(),
+        std::fs::read_to_string(seen_at.join("renamed.txt")).unwrap(),
         "Jello world\n"
     );
-    assert!(dir.join("sub").is_dir());
+    assert!(seen_at.join("sub").is_dir());
     let mut names: Vec<String> = std::fs::read_dir(&mnt)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert_eq!(names, ["from-target.txt", "renamed.txt", "sub"]);
+}
+
+#[test]
+fn sshfs_mount_reads_and_writes() {
+    let b = Bridge::local();
+    let dir = b.path("exported");
+    sshfs_reads_and_writes(&b, &dir.display().to_string(), &dir);
 }
 
 /// `yonder ssh-config add` / `list` / `remove` on a home with an existing
@@ -933,61 +1083,19 @@ fn ssh_config_add_connect_and_remove() {
     assert!(err.contains("invalid host alias"), "{err}");
 }
 
+/// A dev container (`yonder up` of the base image) and a bridge into it.
+fn bridge_into_a_dev_container() -> (Project, Bridge) {
+    let p = Project::base();
+    p.up_ok(&[]);
+    let b = Bridge::new(&p.target(), &p.env_line(), None, None);
+    (p, b)
+}
+
 /// The same clients into a Podman dev container (`yonder up` first): the
 /// bridge reaches every target kind through the same `connect`.
 #[test]
 fn the_bridge_reaches_a_dev_container() {
-    const BASE: &str = "localhost/yonder-test-base:bookworm-1";
-    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf");
-    let state = tempfile::tempdir().unwrap();
-    let proj = tempfile::Builder::new().prefix("brdc").tempdir().unwrap();
-    let proj_path = std::fs::canonicalize(proj.path()).unwrap();
-    std::fs::create_dir_all(proj_path.join(".devcontainer")).unwrap();
-    std::fs::write(
-        proj_path.join(".devcontainer/devcontainer.json"),
-        format!(r#"{{"image": "{BASE}"}}"#),
-    )
-    .unwrap();
-    let env = format!(
-        "CONTAINERS_CONF={} YONDER_STATE_DIR={} YONDER_RUNTIME_DIR={}",
-        conf.display(),
-        state.path().display(),
-        state.path().join("run").display()
-    );
-    let mut up = Command::new("sh");
-    up.arg("-c").arg(format!(
-        "env {env} {YONDER} up --workspace-folder {}",
-        proj_path.display()
-    ));
-    let o = run_with_input(up, b"");
-    assert_ok("yonder up", &o);
-    struct Rm(PathBuf, PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let out = Command::new("podman")
-                .env("CONTAINERS_CONF", &self.1)
-                .args(["ps", "-a", "-q", "--filter"])
-                .arg(format!(
-                    "label=devcontainer.local_folder={}",
-                    self.0.display()
-                ))
-                .output()
-                .unwrap();
-            for id in text(&out.stdout).split_whitespace() {
-                let _ = Command::new("podman")
-                    .env("CONTAINERS_CONF", &self.1)
-                    .args(["rm", "-f", "-t", "0", id])
-                    .output();
-            }
-        }
-    }
-    let _rm = Rm(proj_path.clone(), conf.clone());
-    let b = Bridge::new(
-        &format!("devcontainer:{}", proj_path.display()),
-        &env,
-        None,
-        None,
-    );
+    let (p, b) = bridge_into_a_dev_container();
     // exec: the container's user and home, exit codes, signals, 127.
     let o = b.ssh(&[
         "br",
@@ -1005,8 +1113,7 @@ fn the_bridge_reaches_a_dev_container() {
     );
 
     // sftp and scp into the workspace (the bind mount shows it on the host).
-    let name = proj_path.file_name().unwrap().to_string_lossy().to_string();
-    let ws = format!("/workspaces/{name}");
+    let ws = p.workspace();
     let src = b.path("src.bin");
     random_file(&src, 3 * 1024 * 1024 + 7);
     let batch = b.path("batch");
@@ -1021,48 +1128,28 @@ fn the_bridge_reaches_a_dev_container() {
     let mut c = b.tool("sftp");
     c.arg("-b").arg(&batch).arg("br");
     assert_ok("sftp -b", &run_with_input(c, b""));
-    assert_eq!(sha256_file(&src), sha256_file(&proj_path.join("in/b.bin")));
+    assert_eq!(sha256_file(&src), sha256_file(&p.path().join("in/b.bin")));
     let mut c = b.tool("scp");
     c.arg(format!("br:{ws}/in/b.bin")).arg(b.path("back.bin"));
     assert_ok("scp down", &run_with_input(c, b""));
     assert_eq!(sha256_file(&src), sha256_file(&b.path("back.bin")));
 
     // rsync of a 10,000-file tree both ways (rsync runs in the container).
-    let tree = b.path("tree");
-    for i in 0..10_000 {
-        let dir = tree.join(format!("d{:03}", i % 100));
-        if i < 100 {
-            std::fs::create_dir_all(&dir).unwrap();
-        }
-        std::fs::write(dir.join(format!("f{i}.txt")), format!("file {i}\n")).unwrap();
-    }
-    let rsh = format!("ssh -F {}", b.config.display());
-    let o = wait_output(
-        Command::new("rsync")
-            .args(["-a", "-e", &rsh])
-            .arg(format!("{}/", tree.display()))
-            .arg(format!("br:{ws}/tree/"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(300),
+    rsync_ten_thousand_files(&b, &format!("{ws}/tree"), &p.path().join("tree"));
+}
+
+/// Into a dev container: `ssh -tt` with its window size and a resize, `-L`
+/// to a server in the container and `-R` back to one on the host, and an
+/// sshfs mount of the workspace.
+#[test]
+fn terminals_forwards_and_sshfs_into_a_dev_container() {
+    let (p, b) = bridge_into_a_dev_container();
+    let tmux = Tmux::new(b.home.path());
+    terminal_sees_its_size_and_resizes(&b, &tmux, "dc");
+    local_and_remote_forwards_carry_http(&b);
+    sshfs_reads_and_writes(
+        &b,
+        &format!("{}/mounted", p.workspace()),
+        &p.path().join("mounted"),
     );
-    assert_ok("rsync up", &o);
-    let want = tree_digest(&tree);
-    assert_eq!(tree_digest(&proj_path.join("tree")), want);
-    let back = b.path("tree-back");
-    let o = wait_output(
-        Command::new("rsync")
-            .args(["-a", "-e", &rsh])
-            .arg(format!("br:{ws}/tree/"))
-            .arg(format!("{}/", back.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        Duration::from_secs(300),
-    );
-    assert_ok("rsync down", &o);
-    assert_eq!(tree_digest(&back), want);
 }

@@ -7,112 +7,17 @@
 
 mod common;
 
+use common::devcontainer::{BASE, Project, containers_conf, podman};
+use common::sshd::free_port;
+use common::tmux::Tmux;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// The CLI's exit code, stdout and stderr.
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let (code, out, err) = common::run(cmd);
     (code, String::from_utf8_lossy(&out).into_owned(), err)
-}
-
-const BASE: &str = "localhost/yonder-test-base:bookworm-1";
-
-fn containers_conf() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf")
-}
-
-fn podman() -> Command {
-    let mut c = Command::new("podman");
-    c.env("CONTAINERS_CONF", containers_conf());
-    c
-}
-
-/// A project folder with a devcontainer.json; its containers are removed
-/// when the test ends, pass or fail.
-struct Project {
-    dir: tempfile::TempDir,
-    state: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(config: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("dcproj").tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join(".devcontainer")).unwrap();
-        std::fs::write(dir.path().join(".devcontainer/devcontainer.json"), config).unwrap();
-        Project {
-            dir,
-            state: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        std::fs::canonicalize(self.dir.path()).unwrap()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn target(&self) -> String {
-        format!("devcontainer:{}", self.path().display())
-    }
-
-    fn yonder(&self) -> Command {
-        let mut c = Command::new(common::YONDER);
-        c.env("CONTAINERS_CONF", containers_conf())
-            .env("YONDER_STATE_DIR", self.state.path())
-            .env("YONDER_RUNTIME_DIR", self.state.path().join("run"));
-        c
-    }
-
-    fn up(&self, extra: &[&str]) -> (i32, Value, String) {
-        let (code, out, err) = run(self
-            .yonder()
-            .args(["up", "--workspace-folder"])
-            .arg(self.path())
-            .args(extra));
-        let line = out.lines().last().unwrap_or("");
-        let v: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("up printed no JSON line ({e}): {out:?}\n{err}"));
-        (code, v, err)
-    }
-
-    fn up_ok(&self, extra: &[&str]) -> Value {
-        let (code, v, err) = self.up(extra);
-        assert_eq!(code, 0, "{v}\n{err}");
-        assert_eq!(v["outcome"], "success", "{v}\n{err}");
-        v
-    }
-
-    /// `yonder exec TARGET -- sh -c SCRIPT`'s stdout.
-    fn sh(&self, script: &str) -> String {
-        let (code, out, err) =
-            run(self
-                .yonder()
-                .args(["exec", &self.target(), "--", "sh", "-c", script]));
-        assert_eq!(code, 0, "{script}: {err}");
-        out
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let out = podman()
-            .args(["ps", "-a", "-q", "--filter"])
-            .arg(format!(
-                "label=devcontainer.local_folder={}",
-                self.path().display()
-            ))
-            .output()
-            .unwrap();
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = podman().args(["rm", "-f", "-t", "0", id]).output();
-        }
-    }
 }
 
 #[test]
@@ -578,14 +483,6 @@ fn local_features_install_in_order_with_options_env_and_hooks() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn forward_ports_from_the_config_reach_a_server_in_the_container() {
     let port = free_port();
@@ -842,89 +739,26 @@ fn oci_features_come_from_a_real_registry_and_are_cached() {
     assert_eq!(p.sh("cat /greeter"), "greetings from the test registry\n");
 }
 
-fn tmux(socket: &str, args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .arg("-S")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tmux {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn pane_shows(socket: &str, needle: &str) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        let text = tmux(socket, &["capture-pane", "-p", "-t", "dc"]);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < common::DEADLINE,
-            "pane never showed {needle:?}:\n{text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn shell_and_watch_work_inside_the_dev_container() {
     let p = Project::new(&format!(r#"{{"image": "{BASE}"}}"#));
     p.up_ok(&[]);
     let name = p.path().file_name().unwrap().to_string_lossy().to_string();
     // A real terminal (tmux) running `yonder shell` into the container.
-    let sock = p.state.path().join("tmux.sock").display().to_string();
+    let tmux = Tmux::new(p.state.path());
     let shell = format!(
-        "env CONTAINERS_CONF={} YONDER_STATE_DIR={} YONDER_RUNTIME_DIR={} {} shell {} -- bash --norc --noprofile; echo shell-exit=$?; sleep 60",
-        containers_conf().display(),
-        p.state.path().display(),
-        p.state.path().join("run").display(),
+        "env {} {} shell {} -- bash --norc --noprofile; echo shell-exit=$?; sleep 60",
+        p.env_line(),
         common::YONDER,
         p.target()
     );
-    tmux(
-        &sock,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "dc",
-            "-x",
-            "90",
-            "-y",
-            "25",
-            &shell,
-        ],
-    );
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("tmux")
-                .args(["-S", &self.0, "kill-server"])
-                .status();
-        }
-    }
-    let _kill = Kill(sock.clone());
-    tmux(
-        &sock,
-        &[
-            "send-keys",
-            "-t",
-            "dc",
-            "pwd; stty size; echo ready-$((2*21))",
-            "Enter",
-        ],
-    );
-    let text = pane_shows(&sock, "ready-42");
+    tmux.start("dc", 90, 25, &shell);
+    tmux.type_line("dc", "pwd; stty size; echo ready-$((2*21))");
+    let text = tmux.wait_for("dc", "ready-42");
     assert!(text.contains(&format!("/workspaces/{name}")), "{text}");
     assert!(text.contains("25 90"), "{text}");
-    tmux(&sock, &["send-keys", "-t", "dc", "exit 3", "Enter"]);
-    pane_shows(&sock, "shell-exit=3");
+    tmux.type_line("dc", "exit 3");
+    tmux.wait_for("dc", "shell-exit=3");
 
     // Watching the workspace inside the container sees a file made on the host.
     let ws = format!("/workspaces/{name}");

@@ -1,8 +1,13 @@
-//! The SSH bridge (`ProxyCommand yonder ssh-proxy local`) against a real
+//! The SSH bridge (`ProxyCommand yonder ssh-proxy TARGET`) against a real
 //! sshd on loopback, with the same OpenSSH clients, side by side in one run:
 //! `ssh HOST true` latency, sftp and scp of 1 GiB each way, rsync of 10,000
 //! small files each way. Needs root and the `yondertest` user from
 //! scripts/setup (the sshd logs in as that user). Prints a markdown table.
+//!
+//! `bridge-bench` bridges to `local`; `bridge-bench --target container`
+//! bridges into a Podman dev container (`yonder up` of the test base image
+//! from scripts/setup, removed afterwards), writing into its workspace, a
+//! bind mount of a host folder on the same disk as the sshd user's home.
 
 use anyhow::{Context, bail, ensure};
 use std::path::{Path, PathBuf};
@@ -17,6 +22,75 @@ const RUNS: usize = 10;
 /// Bulk transfers are long enough to average out; best of two.
 const BULK_RUNS: usize = 2;
 const GIB: u64 = 1 << 30;
+/// The dev container's image (made by scripts/setup).
+const BASE_IMAGE: &str = "localhost/yonder-test-base:bookworm-1";
+
+/// Where the bridge leads.
+#[derive(Clone, Copy, PartialEq)]
+enum Target {
+    Local,
+    Container,
+}
+
+/// A dev container made for the run; removed on drop.
+struct DevContainer {
+    project: PathBuf,
+    containers_conf: PathBuf,
+}
+
+impl DevContainer {
+    /// Removes the project's containers (also one left by an earlier run).
+    fn remove(&self) {
+        let _ = sh(&format!(
+            "export CONTAINERS_CONF={}; podman ps -aq --filter label=devcontainer.local_folder={} | xargs -r podman rm -f -t 0 >/dev/null",
+            self.containers_conf.display(),
+            self.project.display()
+        ));
+    }
+}
+
+impl Drop for DevContainer {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// `yonder up` of a project on the base image under `base`; returns the
+/// target, the environment words for the ProxyCommand, the workspace
+/// folder inside the container and the container's guard.
+fn up_container(y: &Path, base: &Path) -> anyhow::Result<(String, String, PathBuf, DevContainer)> {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/containers.conf");
+    let conf = std::fs::canonicalize(&conf)
+        .with_context(|| format!("{} (run from the repository)", conf.display()))?;
+    let project = base.join("proj");
+    std::fs::create_dir_all(project.join(".devcontainer"))?;
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        format!(r#"{{"image": "{BASE_IMAGE}"}}"#),
+    )?;
+    let guard = DevContainer {
+        project: project.clone(),
+        containers_conf: conf.clone(),
+    };
+    guard.remove();
+    let env = format!(
+        "CONTAINERS_CONF={} YONDER_STATE_DIR={s} YONDER_RUNTIME_DIR={s}/run",
+        conf.display(),
+        s = base.join("state").display()
+    );
+    sh(&format!(
+        "env {env} {} up --workspace-folder {} > /dev/null",
+        y.display(),
+        project.display()
+    ))
+    .context("yonder up of the benchmark's dev container (run ./scripts/setup first)")?;
+    Ok((
+        format!("devcontainer:{}", project.display()),
+        env,
+        PathBuf::from("/workspaces/proj"),
+        guard,
+    ))
+}
 
 /// A private sshd on loopback; removes its files and the user's on drop.
 struct Sshd {
@@ -115,6 +189,12 @@ fn start_sshd(dir: &Path) -> anyhow::Result<(Sshd, u16)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let target = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] | ["--target", "local"] => Target::Local,
+        ["--target", "container"] => Target::Container,
+        _ => bail!("usage: bridge-bench [--target local|container]"),
+    };
     let y = yonder_exe()?;
     // Root-owned 0755 below /var/lib: sshd's StrictModes refuses key files
     // under world-writable /tmp.
@@ -129,17 +209,33 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let (sshd, port) = start_sshd(&base.join("sshd"))?;
     let run_dir = base.join("run");
-    let _daemon = BenchDaemon::start(&run_dir)?;
+    // The bridge's target, the environment its ProxyCommand needs, and the
+    // folder it writes into (in the container: its workspace).
+    let (_daemon, _container, bridge_target, bridge_env, bridge_dst);
+    match target {
+        Target::Local => {
+            _daemon = Some(BenchDaemon::start(&run_dir)?);
+            _container = None;
+            bridge_target = "local".to_string();
+            bridge_env = format!("YONDER_RUNTIME_DIR={}", run_dir.display());
+            bridge_dst = base.join("dst");
+        }
+        Target::Container => {
+            let (t, e, ws, c) = up_container(&y, &base)?;
+            _daemon = None;
+            _container = Some(c);
+            (bridge_target, bridge_env, bridge_dst) = (t, e, ws.join("dst"));
+        }
+    }
     let home = base.join("home");
     let cfg = base.join("config");
     std::fs::write(
         &cfg,
         format!(
-            "Host bridge\n  ProxyCommand env HOME={h} YONDER_RUNTIME_DIR={r} {y} ssh-proxy local\n  UserKnownHostsFile {b}/bridge_known_hosts\n  StrictHostKeyChecking accept-new\n\
+            "Host bridge\n  ProxyCommand env HOME={h} {bridge_env} {y} ssh-proxy {bridge_target}\n  UserKnownHostsFile {b}/bridge_known_hosts\n  StrictHostKeyChecking accept-new\n\
              Host sshd\n  HostName 127.0.0.1\n  Port {port}\n  User {USER}\n  SetEnv YONDER_QUIET=1\n  UserKnownHostsFile {b}/sshd/known_hosts\n\
              Host *\n  IdentityFile {h}/.ssh/id_ed25519\n  IdentitiesOnly yes\n  IdentityAgent none\n  BatchMode yes\n  LogLevel ERROR\n",
             h = home.display(),
-            r = run_dir.display(),
             y = y.display(),
             b = base.display(),
         ),
@@ -148,11 +244,12 @@ fn main() -> anyhow::Result<()> {
     // Learn the bridge's host key once.
     sh(&format!("{ssh} bridge true"))?;
 
-    // Where each side writes: the bench user's home for the bridge (local
-    // target = this user), the test user's for sshd. Same disk.
+    // Where each side writes: the bench's folder (local) or the container's
+    // workspace (a bind mount below it) for the bridge, the test user's
+    // home for sshd. Same disk.
     let dst = |host: &str| -> PathBuf {
         if host == "bridge" {
-            base.join("dst")
+            bridge_dst.clone()
         } else {
             PathBuf::from(format!("/home/{USER}/.yonder-bridge-bench"))
         }
@@ -282,12 +379,17 @@ fn main() -> anyhow::Result<()> {
         format!("{:.2}× sshd's time", db.as_secs_f64() / ds.as_secs_f64()),
     ));
 
-    println!("| measurement | bridge (`ssh-proxy local`) | sshd on loopback | ratio |");
+    let column = match target {
+        Target::Local => "bridge (`ssh-proxy local`)",
+        Target::Container => "bridge into a Podman dev container",
+    };
+    println!("| measurement | {column} | sshd on loopback | ratio |");
     println!("|---|---|---|---|");
     for (a, b, c, r) in rows {
         println!("| {a} | {b} | {c} | {r} |");
     }
     drop(sshd);
+    drop(_container);
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod devcontainer;
 pub mod sshd;
+pub mod tmux;
 pub mod user;
 
 use std::path::{Path, PathBuf};
