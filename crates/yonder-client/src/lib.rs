@@ -36,6 +36,7 @@ use yonder_proto::pb::{
 pub mod forward;
 pub mod search;
 pub mod terminal;
+pub mod tree;
 pub mod watch;
 
 pub use yonder_proto::RemoteError;

@@ -526,7 +526,8 @@ impl TreeWriter {
             self.counter += 1;
             let mut tmp_name = b".".to_vec();
             tmp_name.extend_from_slice(keep);
-            tmp_name.extend_from_slice(format!(".yonder-{}-{}.tmp", self.tag, self.counter).as_bytes());
+            tmp_name
+                .extend_from_slice(format!(".yonder-{}-{}.tmp", self.tag, self.counter).as_bytes());
             let tmp = dir.join(std::ffi::OsStr::from_bytes(&tmp_name));
             match OpenOptions::new()
                 .write(true)
@@ -653,7 +654,8 @@ impl TreeWriter {
             let mut tmp_name = b".".to_vec();
             let name = rel.file_name().unwrap_or_default().as_bytes();
             tmp_name.extend_from_slice(&name[..name.len().min(TMP_NAME_KEEP)]);
-            tmp_name.extend_from_slice(format!(".yonder-{}-{}.tmp", self.tag, self.counter).as_bytes());
+            tmp_name
+                .extend_from_slice(format!(".yonder-{}-{}.tmp", self.tag, self.counter).as_bytes());
             let tmp = dest.with_file_name(std::ffi::OsStr::from_bytes(&tmp_name));
             match std::os::unix::fs::symlink(&target, &tmp) {
                 Ok(()) => {
@@ -822,7 +824,14 @@ mod tests {
         let s = w.finish();
         assert_eq!(s.errors[0].kind, ErrorKind::Cancelled as i32);
         assert_eq!(fs::read(dst.join("f")).unwrap(), b"old");
-        let names: Vec<_> = fs::read_dir(&dst).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("f")], "no temp file left");
+        let names: Vec<_> = fs::read_dir(&dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("f")],
+            "no temp file left"
+        );
     }
 }

@@ -301,6 +301,9 @@ async fn put(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("{} is not a file or directory", src.display());
     }
+    if client.supports_tree() {
+        return crate::fs_tree::put_dir(client, src, &dest).await;
+    }
     let mut items = Vec::new();
     walk_local(src, Path::new(""), &mut items)?;
     let total: u64 = items
@@ -462,6 +465,9 @@ async fn get(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
             download_file(client, src, &dest, meta.mode, &progress).await?;
             progress.finish();
             Ok(())
+        }
+        FileType::Directory if client.supports_tree() => {
+            crate::fs_tree::get_dir(client, src, &dest).await
         }
         FileType::Directory => {
             // Breadth-first over the remote tree, creating local directories

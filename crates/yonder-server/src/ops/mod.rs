@@ -7,6 +7,7 @@ pub mod pty;
 pub mod search;
 pub mod system;
 pub mod terminal;
+pub mod tree;
 pub mod watch;
 use std::path::{Path, PathBuf};
 use yonder_proto::RemoteError;
