@@ -19,6 +19,9 @@ use yonder_proto::pb::ErrorKind;
 /// trips, few enough not to exhaust file descriptors on either side.
 const TREE_PARALLELISM: usize = 16;
 
+/// Chunks (256 KiB each) queued between receiving a download and writing it.
+const WRITE_QUEUE: usize = 8;
+
 pub async fn run(run_dir: Option<&Path>, args: FsArgs) -> anyhow::Result<()> {
     let (target, client) = connect(run_dir, &args.target).await?;
     // On `local`, relative paths mean the current directory; elsewhere they
@@ -417,20 +420,31 @@ async fn download_file(
     tmp_name.push(format!(".yonder-{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = async {
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
+        let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut s = client.read(src, 0, None).await?;
+        // Writes run on one blocking thread fed by a bounded queue: no
+        // thread hop and no copy per chunk (tokio::fs::File does both), and
+        // the disk write overlaps receiving the next chunk.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = rx.blocking_recv() {
+                std::io::Write::write_all(&mut f, &chunk[..])?;
+            }
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+        });
         while let Some(chunk) = s.next().await {
             let chunk = chunk?;
-            f.write_all(&chunk)
-                .await
-                .with_context(|| format!("writing {}", dst.display()))?;
-            progress.add(chunk.len() as u64);
+            let n = chunk.len() as u64;
+            if tx.send(chunk).await.is_err() {
+                break; // the writer failed: its result says why
+            }
+            progress.add(n);
         }
-        f.flush().await?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .await?;
+        drop(tx);
+        writer
+            .await?
+            .with_context(|| format!("writing {}", dst.display()))?;
         // No fsync per file, like cp and rsync; the rename keeps it atomic.
         tokio::fs::rename(&tmp, dst)
             .await
