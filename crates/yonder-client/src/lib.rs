@@ -45,6 +45,7 @@ use yonder_proto::pb::{
 pub mod forward;
 pub mod search;
 pub mod terminal;
+pub mod tree;
 pub mod watch;
 
 pub use yonder_proto::RemoteError;

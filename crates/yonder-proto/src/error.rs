@@ -132,9 +132,9 @@ impl RemoteError {
         }
     }
 
-    /// The gRPC status this error travels as.
-    pub fn to_status(&self) -> tonic::Status {
-        let detail = pb::ErrorDetail {
+    /// The wire form of this error (a status's details, a tree entry).
+    pub fn to_detail(&self) -> pb::ErrorDetail {
+        pb::ErrorDetail {
             kind: self.kind as i32,
             message: self.message.clone(),
             path: self.path.as_deref().map(paths::to_wire).unwrap_or_default(),
@@ -144,11 +144,27 @@ impl RemoteError {
                 .map(paths::to_wire)
                 .unwrap_or_default(),
             errno: self.errno.unwrap_or(0),
-        };
+        }
+    }
+
+    /// The typed error from its wire form.
+    pub fn from_detail(d: pb::ErrorDetail) -> Self {
+        let opt = |b: &[u8]| (!b.is_empty()).then(|| paths::from_wire(b));
+        Self {
+            kind: ErrorKind::try_from(d.kind).unwrap_or(ErrorKind::Internal),
+            path: opt(&d.path),
+            other_path: opt(&d.other_path),
+            errno: (d.errno != 0).then_some(d.errno),
+            message: d.message,
+        }
+    }
+
+    /// The gRPC status this error travels as.
+    pub fn to_status(&self) -> tonic::Status {
         tonic::Status::with_details(
             grpc_code(self.kind),
             self.to_string(),
-            detail.encode_to_vec().into(),
+            self.to_detail().encode_to_vec().into(),
         )
     }
 
@@ -159,14 +175,7 @@ impl RemoteError {
         if let Ok(d) = pb::ErrorDetail::decode(status.details())
             && d.kind != 0
         {
-            let opt = |b: &[u8]| (!b.is_empty()).then(|| paths::from_wire(b));
-            return Self {
-                kind: ErrorKind::try_from(d.kind).unwrap_or(ErrorKind::Internal),
-                message: d.message,
-                path: opt(&d.path),
-                other_path: opt(&d.other_path),
-                errno: (d.errno != 0).then_some(d.errno),
-            };
+            return Self::from_detail(d);
         }
         use tonic::Code;
         let kind = match status.code() {

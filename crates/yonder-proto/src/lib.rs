@@ -13,6 +13,7 @@ pub mod frame;
 pub mod handshake;
 pub mod limits;
 pub mod paths;
+pub mod tree;
 
 pub use error::RemoteError;
 
@@ -36,4 +37,9 @@ pub const YONDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Capabilities this build understands, exchanged in the handshake so that a
 /// newer peer can tell which optional features it may use.
-pub const CAPABILITIES: &[&str] = &["fs.v1", "exec.v1", "system.v1"];
+pub const CAPABILITIES: &[&str] = &["fs.v1", "exec.v1", "system.v1", CAP_FS_TREE];
+
+/// The server has `Fs.PutTree` and `Fs.GetTree` (whole-tree transfers).
+/// Adding calls keeps the protocol version (an older peer answers
+/// UNIMPLEMENTED); clients check this before using them.
+pub const CAP_FS_TREE: &str = "fs.tree.v1";

@@ -31,3 +31,17 @@ pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// How many gRPC messages a streaming call may queue on the server before the
 /// producer waits for the network.
 pub const STREAM_QUEUE: usize = 8;
+
+/// A tree transfer's batch is sent once its entries hold this many bytes:
+/// ~250 small files per message, so per-message costs vanish, and still far
+/// below [`MAX_MESSAGE`] (a batch ends before it can exceed this plus one
+/// [`DATA_CHUNK`]).
+pub const TREE_BATCH_BYTES: usize = 256 * 1024;
+
+/// ... or once it holds this many entries (empty files and symlinks carry
+/// almost no bytes; this keeps their batches bounded as well).
+pub const TREE_BATCH_ENTRIES: usize = 1024;
+
+/// Per-entry errors a tree transfer lists in its summary; past this they
+/// are only counted, so a tree of a million unreadable files stays bounded.
+pub const MAX_TREE_ERRORS: usize = 100;

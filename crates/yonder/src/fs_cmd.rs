@@ -19,6 +19,9 @@ use yonder_proto::pb::ErrorKind;
 /// trips, few enough not to exhaust file descriptors on either side.
 const TREE_PARALLELISM: usize = 16;
 
+/// Chunks (256 KiB each) queued between receiving a download and writing it.
+const WRITE_QUEUE: usize = 8;
+
 pub async fn run(run_dir: Option<&Path>, args: FsArgs) -> anyhow::Result<()> {
     let (target, client) = connect(run_dir, &args.target).await?;
     // On `local`, relative paths mean the current directory; elsewhere they
@@ -301,6 +304,9 @@ async fn put(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
     if !meta.is_dir() {
         bail!("{} is not a file or directory", src.display());
     }
+    if client.supports_tree() {
+        return crate::fs_tree::put_dir(client, src, &dest).await;
+    }
     let mut items = Vec::new();
     walk_local(src, Path::new(""), &mut items)?;
     let total: u64 = items
@@ -414,20 +420,31 @@ async fn download_file(
     tmp_name.push(format!(".yonder-{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = async {
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
+        let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut s = client.read(src, 0, None).await?;
+        // Writes run on one blocking thread fed by a bounded queue: no
+        // thread hop and no copy per chunk (tokio::fs::File does both), and
+        // the disk write overlaps receiving the next chunk.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = rx.blocking_recv() {
+                std::io::Write::write_all(&mut f, &chunk[..])?;
+            }
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+        });
         while let Some(chunk) = s.next().await {
             let chunk = chunk?;
-            f.write_all(&chunk)
-                .await
-                .with_context(|| format!("writing {}", dst.display()))?;
-            progress.add(chunk.len() as u64);
+            let n = chunk.len() as u64;
+            if tx.send(chunk).await.is_err() {
+                break; // the writer failed: its result says why
+            }
+            progress.add(n);
         }
-        f.flush().await?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))
-            .await?;
+        drop(tx);
+        writer
+            .await?
+            .with_context(|| format!("writing {}", dst.display()))?;
         // No fsync per file, like cp and rsync; the rename keeps it atomic.
         tokio::fs::rename(&tmp, dst)
             .await
@@ -462,6 +479,9 @@ async fn get(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
             download_file(client, src, &dest, meta.mode, &progress).await?;
             progress.finish();
             Ok(())
+        }
+        FileType::Directory if client.supports_tree() => {
+            crate::fs_tree::get_dir(client, src, &dest).await
         }
         FileType::Directory => {
             // Breadth-first over the remote tree, creating local directories

@@ -12,6 +12,7 @@ mod exec_cmd;
 mod format;
 mod forward_cmd;
 mod fs_cmd;
+mod fs_tree;
 mod keys_cmd;
 mod progress;
 mod search_cmd;

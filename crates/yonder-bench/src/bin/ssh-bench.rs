@@ -3,12 +3,122 @@
 //! one run. Prints a markdown table.
 
 use anyhow::{Context, bail, ensure};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const USER: &str = "yondertest";
 const RUNS: usize = 10;
+
+/// Bytes pushed each way through a forward: 1 GiB, as for the file copies.
+const FORWARD_BYTES: u64 = 1 << 30;
+const FORWARD_BLOCK: usize = 1 << 20;
+
+/// How long a forwarder has to start listening.
+const FORWARD_START: Duration = Duration::from_secs(30);
+
+/// The service behind the forwards, on 127.0.0.1 at the "remote" side (this
+/// machine: the sshd is on loopback). A connection's first byte says what
+/// to do: `U` reads everything (an upload) and answers one byte at the end,
+/// `D` sends `FORWARD_BYTES` and closes. Anything else (a readiness probe
+/// that connects and closes) is dropped.
+fn start_forward_service() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let port = l.local_addr()?.port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            std::thread::spawn(move || {
+                let mut op = [0u8; 1];
+                if c.read_exact(&mut op).is_err() {
+                    return;
+                }
+                let mut buf = vec![7u8; FORWARD_BLOCK];
+                match op[0] {
+                    b'U' => {
+                        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+                        let _ = c.write_all(b"k");
+                    }
+                    b'D' => {
+                        for _ in 0..FORWARD_BYTES / FORWARD_BLOCK as u64 {
+                            if c.write_all(&buf).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// One 1 GiB transfer through the forward listening on `port`.
+fn through(port: u16, upload: bool) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port))?;
+    let mut buf = vec![9u8; FORWARD_BLOCK];
+    if upload {
+        c.write_all(b"U")?;
+        for _ in 0..FORWARD_BYTES / FORWARD_BLOCK as u64 {
+            c.write_all(&buf)?;
+        }
+        c.shutdown(Shutdown::Write)?;
+        let mut k = [0u8; 1];
+        c.read_exact(&mut k).context("no answer after the upload")?;
+    } else {
+        c.write_all(b"D")?;
+        let mut n = 0u64;
+        loop {
+            let r = c.read(&mut buf)?;
+            if r == 0 {
+                break;
+            }
+            n += r as u64;
+        }
+        ensure!(n == FORWARD_BYTES, "the download stopped after {n} bytes");
+    }
+    Ok(t.elapsed())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts a forwarder (`sh -c` that execs it) and waits until it listens.
+struct Forwarder(Child);
+
+impl Forwarder {
+    fn start(script: &str, port: u16) -> anyhow::Result<Self> {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {script}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let f = Self(child);
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(
+                t.elapsed() < FORWARD_START,
+                "`{script}` did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(f)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 struct Sshd {
     dir: PathBuf,
@@ -276,6 +386,27 @@ fn main() -> anyhow::Result<()> {
         format!("rsync -a {}", ms(rsync_get)),
         format!("{:.2}× rsync", get.as_secs_f64() / rsync_get.as_secs_f64()),
     ));
+
+    // `yonder forward` vs `ssh -L` (a fresh ssh, no master), 1 GiB each way
+    // to a service on the remote side's 127.0.0.1.
+    let svc = start_forward_service()?;
+    let (yp, sp) = (free_port()?, free_port()?);
+    let yf = Forwarder::start(&yonder(&format!("forward b {yp}:127.0.0.1:{svc}")), yp)?;
+    let sf = Forwarder::start(
+        &format!("{ssh} -o ControlMaster=no -o ControlPath=none -N -L {sp}:127.0.0.1:{svc} b"),
+        sp,
+    )?;
+    for (upload, what) in [(true, "upload"), (false, "download")] {
+        let y = best(2, || through(yp, upload))?;
+        let s = best(2, || through(sp, upload))?;
+        rows.push((
+            format!("forward: {what} 1 GiB through the tunnel (goal ≥ 0.9× ssh -L)"),
+            mib(y),
+            format!("ssh -L {}", mib(s)),
+            format!("{:.2}× ssh -L", s.as_secs_f64() / y.as_secs_f64()),
+        ));
+    }
+    drop((yf, sf));
 
     println!("| measurement | yonder | peer | ratio |");
     println!("|---|---|---|---|");

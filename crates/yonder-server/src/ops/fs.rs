@@ -25,7 +25,7 @@ use yonder_proto::pb::{self, ErrorKind, FileType, fs_server::Fs};
 use super::replay::{Replay, request_id};
 use std::sync::Arc;
 
-type RespStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+pub(crate) type RespStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
 /// The file operations. Changes that carry a request id are applied at
 /// most once per id ([`Replay`]): a client retrying after a dropped
@@ -702,6 +702,25 @@ impl Fs for FsService {
         Ok(Response::new(pb::PathReply {
             path: paths::to_wire(&target),
         }))
+    }
+
+    async fn put_tree(
+        &self,
+        req: Request<Streaming<pb::PutTreeMessage>>,
+    ) -> Result<Response<pb::TreeSummary>, Status> {
+        Ok(Response::new(
+            super::tree::put_tree(req.into_inner()).await?,
+        ))
+    }
+
+    type GetTreeStream = RespStream<pb::TreeBatch>;
+    async fn get_tree(
+        &self,
+        req: Request<pb::GetTreeRequest>,
+    ) -> Result<Response<Self::GetTreeStream>, Status> {
+        Ok(Response::new(
+            super::tree::get_tree(&req.into_inner().path).await?,
+        ))
     }
 
     async fn canonicalize(

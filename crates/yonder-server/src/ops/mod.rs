@@ -8,6 +8,7 @@ pub mod replay;
 pub mod search;
 pub mod system;
 pub mod terminal;
+pub mod tree;
 pub mod watch;
 use std::path::{Path, PathBuf};
 use yonder_proto::RemoteError;
