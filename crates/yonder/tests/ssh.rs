@@ -593,21 +593,7 @@ fn search_watch_and_forward_work_over_ssh() {
     let _ = w.wait();
 
     // forward: an echo server reached through the target.
-    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in echo.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut c = c;
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = c.read(&mut buf) {
-                    if n == 0 || c.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let echo_port = echo_server();
     let mut f = s
         .cli()
         .args([
