@@ -316,6 +316,33 @@ impl Drop for Incoming {
     }
 }
 
+/// A [`TreeWriter`] on a blocking thread, fed through a bounded queue: send
+/// batches into the returned sender, drop it, then await the handle for the
+/// summary. A fatal batch (a hostile path, an unusable root) stops the
+/// writer at once, keeping what is complete; the sender then fails, and
+/// the handle says why.
+pub fn spawn_writer(
+    root: PathBuf,
+    progress: impl FnMut(u64) + Send + 'static,
+) -> (
+    tokio::sync::mpsc::Sender<pb::TreeBatch>,
+    tokio::task::JoinHandle<Result<pb::TreeSummary, RemoteError>>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<pb::TreeBatch>(crate::limits::STREAM_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut w = TreeWriter::new(root, progress);
+        while let Some(batch) = rx.blocking_recv() {
+            if let Err(e) = w.apply_batch(batch) {
+                drop(rx);
+                let _ = w.finish();
+                return Err(e);
+            }
+        }
+        Ok(w.finish())
+    });
+    (tx, writer)
+}
+
 /// Applies tree entries under a destination directory (see the module docs).
 pub struct TreeWriter {
     root: PathBuf,

@@ -13,7 +13,7 @@ use yonder_client::tree::{TreeBatch, TreeSummary};
 use yonder_client::{Client, RemoteError};
 use yonder_proto::limits::STREAM_QUEUE;
 use yonder_proto::pb::ErrorKind;
-use yonder_proto::tree::{TreeWriter, send_tree};
+use yonder_proto::tree::{send_tree, spawn_writer};
 
 /// Uploads the local directory `src` to `dest` on the target.
 pub async fn put_dir(client: &Client, src: &Path, dest: &Path) -> anyhow::Result<()> {
@@ -41,20 +41,9 @@ pub async fn put_dir(client: &Client, src: &Path, dest: &Path) -> anyhow::Result
 pub async fn get_dir(client: &Client, src: &Path, dest: &Path) -> anyhow::Result<()> {
     let mut stream = client.get_tree(src).await?;
     let progress = Arc::new(Progress::new(None, "download"));
-    let (tx, mut rx) = mpsc::channel::<TreeBatch>(STREAM_QUEUE);
-    let (root, p) = (dest.to_path_buf(), progress.clone());
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut w = TreeWriter::new(root, move |n| p.add(n));
-        while let Some(batch) = rx.blocking_recv() {
-            if let Err(e) = w.apply_batch(batch) {
-                // A hostile or broken stream: keep what is complete, stop.
-                drop(rx);
-                let _ = w.finish();
-                return Err(e);
-            }
-        }
-        Ok(w.finish())
-    });
+    // A hostile or broken stream: the writer keeps what is complete, stops.
+    let p = progress.clone();
+    let (tx, writer) = spawn_writer(dest.to_path_buf(), move |n| p.add(n));
     let mut interrupted = None;
     while let Some(batch) = stream.next().await {
         match batch {

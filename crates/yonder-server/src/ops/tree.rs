@@ -11,7 +11,7 @@ use tonic::{Status, Streaming};
 use yonder_proto::RemoteError;
 use yonder_proto::limits::STREAM_QUEUE;
 use yonder_proto::pb::{self, ErrorKind, put_tree_message::Message};
-use yonder_proto::tree::{TreeWriter, send_tree};
+use yonder_proto::tree::{send_tree, spawn_writer};
 
 /// Receives a `PutTree` stream into a [`TreeWriter`].
 pub async fn put_tree(
@@ -31,20 +31,9 @@ pub async fn put_tree(
         ));
     };
     let root = request_path(&start.path)?;
-    let (tx, mut rx) = mpsc::channel::<pb::TreeBatch>(STREAM_QUEUE);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut w = TreeWriter::new(root, |_| {});
-        while let Some(batch) = rx.blocking_recv() {
-            if let Err(e) = w.apply_batch(batch) {
-                // Fatal (hostile path, unusable root): finish what is done
-                // and stop; the receiver's drop ends the upload.
-                drop(rx);
-                let _ = w.finish();
-                return Err(e);
-            }
-        }
-        Ok(w.finish())
-    });
+    // Fatal (hostile path, unusable root): the writer keeps what is done
+    // and stops; the failed send below ends the upload.
+    let (tx, writer) = spawn_writer(root, |_| {});
     let mut interrupted = None;
     loop {
         match input.message().await {
