@@ -9,6 +9,7 @@
 //! a stable [`pb::ErrorKind`] plus the path they concern.
 
 pub mod error;
+pub mod fdpass;
 pub mod frame;
 pub mod handshake;
 pub mod limits;

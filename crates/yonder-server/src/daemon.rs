@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tonic::service::Routes;
-use yonder_proto::handshake;
 use yonder_proto::limits::{CONNECTION_WINDOW, MAX_MESSAGE, STREAM_WINDOW};
 use yonder_proto::pb::{
     forward_server::ForwardServer, fs_server::FsServer, process_server::ProcessServer,
     search_server::SearchServer, system_server::SystemServer, terminal_server::TerminalServer,
     watch_server::WatchServer,
 };
+use yonder_proto::{fdpass, handshake};
 
 /// Default idle time before the daemon exits. Long enough that a laptop lid
 /// closed over lunch finds the same daemon; short enough not to leave a
@@ -206,6 +206,76 @@ async fn serve_connection<S>(
     }
 }
 
+/// One request on `fdpass.sock` ([`yonder_proto::fdpass`]). The socket is
+/// in the 0700 runtime directory; the peer's uid is checked besides.
+async fn serve_fdpass(conn: tokio::net::UnixStream, routes: Routes, id: u64) {
+    match fdpass::peer_uid(&conn) {
+        Ok(uid) if uid == crate::rundir::current_uid() => {}
+        Ok(uid) => {
+            tracing::warn!(id, uid, "fd request from another user refused");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(id, "fd request refused: no peer credentials: {e}");
+            return;
+        }
+    }
+    let (kind, fds) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, fdpass::recv(&conn)).await {
+        Ok(Ok(Some(req))) => req,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(id, "malformed fd request: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(id, "fd request: nothing sent within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    match kind {
+        fdpass::SERVE => serve_stdio(conn, fds, routes, id).await,
+        fdpass::CONNECT => crate::ops::forward::connect_for_peer(conn, id).await,
+        other => tracing::warn!(id, "unknown fd request {other:#04x} refused"),
+    }
+}
+
+/// Serves a connection on the stdin and stdout a `yonder server proxy`
+/// handed over, for as long as the proxy lives.
+async fn serve_stdio(
+    conn: tokio::net::UnixStream,
+    fds: Vec<std::os::fd::OwnedFd>,
+    routes: Routes,
+    id: u64,
+) {
+    let stream = match <[std::os::fd::OwnedFd; 2]>::try_from(fds) {
+        Ok([r, w]) => crate::stdio::StdioStream::new(r, w),
+        Err(fds) => Err(std::io::Error::other(format!(
+            "{} file descriptors instead of 2",
+            fds.len()
+        ))),
+    };
+    let stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(
+                id,
+                "the proxy relays instead: its stdio cannot be served here: {e}"
+            );
+            let _ = fdpass::send(&conn, fdpass::NO, &[]).await;
+            return;
+        }
+    };
+    if fdpass::send(&conn, fdpass::YES, &[]).await.is_err() {
+        return;
+    }
+    tokio::select! {
+        () = serve_connection(stream, None, routes, id, "stdio") => {}
+        // The proxy exits when its ssh session or `exec` is killed: the
+        // connection ends with it, as it did when the proxy relayed.
+        _ = fdpass::recv(&conn) => tracing::info!(id, "the proxy went away: connection closed"),
+    }
+}
+
 /// Holds the singleton lock for the daemon's lifetime.
 struct Lock {
     _file: std::fs::File,
@@ -274,7 +344,16 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
         tracing::info!("another daemon already runs for {}", run.dir.display());
         return Ok(DaemonOutcome::AlreadyRunning);
     };
-    // We hold the lock, so whatever socket file is there is stale.
+    // We hold the lock, so whatever socket files are there are stale. The
+    // fd socket is bound first: whoever sees `daemon.sock` finds it too.
+    let fdpass_path = run.fdpass();
+    let _ = std::fs::remove_file(&fdpass_path);
+    let fdpass = UnixListener::bind(&fdpass_path).map_err(|source| DaemonError::Io {
+        what: "cannot listen on",
+        path: fdpass_path.clone(),
+        source,
+    })?;
+    let _ = std::fs::set_permissions(&fdpass_path, std::fs::Permissions::from_mode(0o600));
     let sock = run.socket();
     let _ = std::fs::remove_file(&sock);
     let unix = UnixListener::bind(&sock).map_err(|source| DaemonError::Io {
@@ -373,6 +452,21 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            r = fdpass.accept() => match r {
+                Ok((s, _)) => {
+                    let id = activity.next_id.fetch_add(1, Ordering::Relaxed);
+                    let guard = ConnectionGuard::new(&activity);
+                    let routes = routes.clone();
+                    tokio::spawn(async move {
+                        serve_fdpass(s, routes, id).await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept on {} failed: {e}", fdpass_path.display());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
             r = async { tcp.as_ref().expect("guarded").accept().await }, if tcp.is_some() => match r {
                 Ok((s, peer)) => {
                     let _ = s.set_nodelay(true);
@@ -407,6 +501,7 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
     };
     // Still holding the lock: no newer daemon can own these files yet.
     let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&fdpass_path);
     let _ = std::fs::remove_file(run.pid());
     let _ = std::fs::remove_file(run.tcp_info());
     Ok(outcome)

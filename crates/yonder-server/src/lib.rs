@@ -13,3 +13,4 @@ pub mod daemon;
 pub mod ops;
 pub mod proxy;
 pub mod rundir;
+pub mod stdio;

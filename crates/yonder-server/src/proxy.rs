@@ -4,11 +4,17 @@
 //! This is what an SSH session or `docker exec -i` runs on the target. The
 //! proxy is disposable: when the network drops, it dies with its ssh session,
 //! and the daemon (with every terminal and process) lives on for the next one.
-//! It relays raw bytes; the handshake and HTTP/2 run end to end between the
-//! client and the daemon.
+//! The handshake and HTTP/2 run end to end between the client and the daemon.
+//!
+//! When its stdin and stdout are pipes or sockets (always, under sshd or
+//! `podman exec`), the proxy hands them to the daemon over `fdpass.sock`
+//! ([`yonder_proto::fdpass`]) and only waits: the daemon reads and writes
+//! them itself, so no byte is copied through this process. Otherwise (or
+//! when the daemon declines) it relays them over `daemon.sock`.
 
 use crate::rundir::{RunDir, RunDirError};
 use std::path::Path;
+use yonder_proto::fdpass;
 
 /// Relay buffer: large enough that a bulk transfer costs few syscalls.
 const RELAY_BUFFER: usize = 256 * 1024;
@@ -22,6 +28,21 @@ pub enum ProxyError {
 }
 
 pub async fn run(run: &RunDir, exe: &Path, daemon_args: &[String]) -> Result<(), ProxyError> {
+    use std::os::fd::AsFd;
+    let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+    if crate::stdio::pollable(stdin.as_fd()) && crate::stdio::pollable(stdout.as_fd()) {
+        let conn = run.connect_or_start_fdpass(exe, daemon_args).await?;
+        match hand_over(&conn, stdin.as_fd(), stdout.as_fd()).await {
+            // Served: the daemon is done with the connection when it closes
+            // this socket (or the proxy is killed with its session).
+            Ok(true) => {
+                let _ = fdpass::recv(&conn).await;
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!("handing stdio to the daemon failed, relaying: {e}"),
+        }
+    }
     let sock = run.connect_or_start(exe, daemon_args).await?;
     // The relay itself is two plain threads doing blocking reads and writes:
     // tokio's stdin/stdout hand every read to its blocking pool, which cost
@@ -32,6 +53,20 @@ pub async fn run(run: &RunDir, exe: &Path, daemon_args: &[String]) -> Result<(),
         .await
         .map_err(|e| ProxyError::Relay(std::io::Error::other(e.to_string())))?
         .map_err(ProxyError::Relay)
+}
+
+/// Sends stdin and stdout to the daemon; `false` if it declined them.
+async fn hand_over(
+    conn: &tokio::net::UnixStream,
+    stdin: std::os::fd::BorrowedFd<'_>,
+    stdout: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<bool> {
+    fdpass::send(conn, fdpass::SERVE, &[stdin, stdout]).await?;
+    match fdpass::recv(conn).await? {
+        Some((fdpass::YES, _)) => Ok(true),
+        Some(_) => Ok(false),
+        None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    }
 }
 
 /// Copies stdin to `sock` and `sock` to stdout until the daemon closes its

@@ -117,6 +117,11 @@ impl RunDir {
     pub fn socket(&self) -> PathBuf {
         self.dir.join("daemon.sock")
     }
+    /// Where the daemon takes file descriptors ([`yonder_proto::fdpass`]).
+    /// Same length as `daemon.sock`, so the path length check covers both.
+    pub fn fdpass(&self) -> PathBuf {
+        self.dir.join("fdpass.sock")
+    }
     pub fn lock(&self) -> PathBuf {
         self.dir.join("daemon.lock")
     }
@@ -143,7 +148,28 @@ impl RunDir {
         exe: &Path,
         daemon_args: &[String],
     ) -> Result<UnixStream, RunDirError> {
-        if let Ok(s) = UnixStream::connect(self.socket()).await {
+        self.connect_or_start_at(&self.socket(), exe, daemon_args)
+            .await
+    }
+
+    /// [`Self::connect_or_start`] for the daemon's fd socket
+    /// ([`Self::fdpass`]).
+    pub async fn connect_or_start_fdpass(
+        &self,
+        exe: &Path,
+        daemon_args: &[String],
+    ) -> Result<UnixStream, RunDirError> {
+        self.connect_or_start_at(&self.fdpass(), exe, daemon_args)
+            .await
+    }
+
+    async fn connect_or_start_at(
+        &self,
+        sock: &Path,
+        exe: &Path,
+        daemon_args: &[String],
+    ) -> Result<UnixStream, RunDirError> {
+        if let Ok(s) = UnixStream::connect(sock).await {
             return Ok(s);
         }
         use std::os::unix::fs::OpenOptionsExt;
@@ -176,7 +202,7 @@ impl RunDir {
         let deadline = Instant::now() + DAEMON_START_TIMEOUT;
         let mut exited: Option<std::process::ExitStatus> = None;
         loop {
-            if let Ok(s) = UnixStream::connect(self.socket()).await {
+            if let Ok(s) = UnixStream::connect(sock).await {
                 // Reap the child later without blocking: it is the daemon (or a
                 // loser that exits at once); either way it must not linger as a
                 // zombie of a long-lived starter.
@@ -197,7 +223,7 @@ impl RunDir {
                     exe,
                     format!(
                         "no daemon accepted on {} within {DAEMON_START_TIMEOUT:?}",
-                        self.socket().display()
+                        sock.display()
                     ),
                 ));
             }

@@ -71,6 +71,15 @@ fn first_connect_installs_later_ones_reuse_and_work_happens_as_the_remote_user()
     ok(s.cli().args(["fs", "yt", "rm", "up.bin"]));
     let (code, _, err) = run(s.cli().args(["fs", "yt", "cat", "/root/secret-nope"]));
     assert_eq!(code, 1, "{err}");
+
+    // The proxy handed ssh's stdio to the daemon: no relay hop.
+    let log = std::fs::read_to_string(s.remote_home().join(s.remote_run_dir()).join("daemon.log"))
+        .unwrap();
+    assert!(
+        log.contains("connection accepted") && log.contains("kind=\"stdio\""),
+        "{log}"
+    );
+    assert!(!log.contains("kind=\"unix\""), "{log}");
 }
 
 #[test]
