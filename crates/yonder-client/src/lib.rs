@@ -42,6 +42,7 @@ use yonder_proto::pb::{
     terminal_client::TerminalClient, watch_client::WatchClient,
 };
 
+pub mod direct;
 pub mod forward;
 pub mod search;
 pub mod terminal;
@@ -107,6 +108,8 @@ pub struct Client {
     /// The transport dials again after a drop: failed calls may be retried.
     redials: bool,
     link: tokio::sync::watch::Receiver<LinkStatus>,
+    /// The daemon's fd socket, for a daemon on this machine (see [`direct`]).
+    fdpass: Option<Arc<PathBuf>>,
 }
 
 /// The state of a client's connection, for front ends that show it.
@@ -534,6 +537,7 @@ impl Client {
             hello,
             redials,
             link,
+            fdpass: None,
         })
     }
 

@@ -381,7 +381,7 @@ async fn connect_local(exe: &Path, run_dir: Option<&Path>) -> Result<Client, Tar
     loop {
         let stream = run.connect_or_start(exe, &[]).await?;
         match Client::over_stream(stream, &[], &endpoint).await {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok(c.with_fdpass(run.fdpass())),
             Err(ConnectError::Handshake {
                 source: yonder_proto::handshake::HandshakeError::Io(_),
                 ..

@@ -187,6 +187,20 @@ async fn serve_local(
         tokio::spawn(async move {
             let _permit = permit;
             let to = host_port(&host, port);
+            // A daemon on this machine hands over the connected socket.
+            match client.dial_direct(&host, port).await {
+                Ok(Some(far)) => {
+                    if let Err(e) = yonder_client::direct::relay_sockets(sock, far).await {
+                        tracing::debug!("connection from {peer} to {to}: {e}");
+                    }
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("connection from {peer} to {to} on the target: {e}");
+                    return;
+                }
+            }
             match client.dial(&host, port).await {
                 Ok(t) => {
                     if let Err(e) = t.relay(sock).await {

@@ -219,6 +219,99 @@ async fn http_through_a_local_forward_from_the_cli() {
     f.stop().await;
 }
 
+/// Who holds the connection to the sink at `port`: the `ss` line(s).
+fn sink_side(port: u16) -> String {
+    let out = std::process::Command::new("ss")
+        .args(["-Htnp", "state", "established"])
+        .arg(format!("( dport = :{port} )"))
+        .output()
+        .expect("ss (iproute2)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_forward_to_the_local_daemon_takes_over_the_connected_socket() {
+    let d = Daemon::start();
+    let http = http_server().await;
+    let mut f = Forwarder::start(
+        &d,
+        &["local", &format!("0:127.0.0.1:{}", http.port()), "--json"],
+    );
+    let listen = listen_of(&f.json().await);
+    let pid = f.child.id().unwrap();
+    // An idle connection through the forward: the socket connected to the
+    // sink belongs to `yonder forward` itself (the daemon connected it and
+    // passed it over), not to the daemon relaying an HTTP/2 stream.
+    let mut c = TcpStream::connect(&listen).await.unwrap();
+    let mine = format!("pid={pid},");
+    eventually("the forwarder holds the sink connection", || {
+        sink_side(http.port()).contains(&mine)
+    })
+    .await;
+    c.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    timeout(DEADLINE, c.read_to_string(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(resp.ends_with(HTTP_BODY), "{resp}");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn the_fd_socket_connects_refuses_clearly_and_survives_garbage() {
+    let d = Daemon::start();
+    let http = http_server().await;
+    let plain = d.client().await;
+    assert!(
+        plain
+            .dial_direct("127.0.0.1", http.port())
+            .await
+            .unwrap()
+            .is_none(),
+        "without the fd socket: no direct path"
+    );
+    let fdpass = d.run_dir().join("fdpass.sock");
+    let c = plain.with_fdpass(fdpass.clone());
+    let mut s = c
+        .dial_direct("127.0.0.1", http.port())
+        .await
+        .unwrap()
+        .expect("a direct connection");
+    assert_eq!(s.peer_addr().unwrap(), http);
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    timeout(DEADLINE, s.read_to_string(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(resp.ends_with(HTTP_BODY), "{resp}");
+
+    // A closed port: the daemon's error comes back as text.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let e = c.dial_direct("127.0.0.1", closed).await.unwrap_err();
+    assert!(e.to_string().contains("refused"), "{e}");
+
+    // Hostile bytes on the fd socket: each connection is closed, the daemon
+    // keeps serving.
+    for junk in [&b"Zjunk"[..], b"C\xff\xff", b"C\x00\x05a:b:c", b"S"] {
+        let mut raw = tokio::net::UnixStream::connect(&fdpass).await.unwrap();
+        raw.write_all(junk).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = timeout(DEADLINE, raw.read_to_end(&mut rest)).await.unwrap();
+        assert!(rest.is_empty() || rest[0] == b'N', "{junk:?}: {rest:?}");
+    }
+    assert!(
+        c.dial_direct("127.0.0.1", http.port())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 #[tokio::test]
 async fn the_human_output_names_both_ends_and_an_explicit_bind_is_used() {
     let d = Daemon::start();

@@ -593,6 +593,63 @@ fn port_event(open: bool, (addr, port): &(IpAddr, u16), v: &Known) -> pb::PortEv
     }
 }
 
+/// Longest `HOST:PORT` a [`fdpass::CONNECT`] request may name.
+const MAX_CONNECT_TARGET: usize = 1024;
+
+/// [`yonder_proto::fdpass::CONNECT`]: a client on this machine (a `yonder
+/// forward` to the local target) asks the daemon to connect to `HOST:PORT`
+/// as seen from here and takes the connected socket, so its bytes need no
+/// HTTP/2 stream. Failures travel back as text, like a dial call's.
+pub async fn connect_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
+    use yonder_proto::fdpass;
+    let target = async {
+        let len = usize::from(conn.read_u16().await?);
+        if len > MAX_CONNECT_TARGET {
+            return Err(std::io::Error::other("target name too long"));
+        }
+        let mut name = vec![0u8; len];
+        conn.read_exact(&mut name).await?;
+        String::from_utf8(name).map_err(|_| std::io::Error::other("target is not UTF-8"))
+    };
+    let target = match tokio::time::timeout(DIAL_TIMEOUT, target).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::warn!(id, "malformed connect request: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let parsed = target.rsplit_once(':').and_then(|(h, p)| {
+        let host = h.trim_start_matches('[').trim_end_matches(']');
+        Some(pb::TcpTarget {
+            host: host.to_string(),
+            port: p.parse().ok()?,
+        })
+    });
+    let result = match parsed {
+        Some(t) => dial(&t).await.map_err(|s| s.message().to_string()),
+        None => Err(format!("{target:?} is not HOST:PORT")),
+    };
+    match result {
+        Ok(sock) => match sock.into_std() {
+            Ok(std) => {
+                use std::os::fd::AsFd;
+                let _ = fdpass::send(&conn, fdpass::YES, &[std.as_fd()]).await;
+            }
+            Err(e) => tracing::warn!(id, "cannot hand over the connection to {target}: {e}"),
+        },
+        Err(reason) => {
+            tracing::info!(id, "forward to {target} failed: {reason}");
+            if fdpass::send(&conn, fdpass::NO, &[]).await.is_ok() {
+                let reason = reason.as_bytes();
+                let reason = &reason[..reason.len().min(usize::from(u16::MAX))];
+                let _ = conn.write_u16(reason.len() as u16).await;
+                let _ = conn.write_all(reason).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -738,62 +795,5 @@ mod tests {
             .expect("our listener is in /proc/net/tcp");
         let owners = owners(&HashSet::from([inode]));
         assert_eq!(owners.get(&inode).map(|o| o.0), Some(std::process::id()));
-    }
-}
-
-/// Longest `HOST:PORT` a [`fdpass::CONNECT`] request may name.
-const MAX_CONNECT_TARGET: usize = 1024;
-
-/// [`yonder_proto::fdpass::CONNECT`]: a client on this machine (a `yonder
-/// forward` to the local target) asks the daemon to connect to `HOST:PORT`
-/// as seen from here and takes the connected socket, so its bytes need no
-/// HTTP/2 stream. Failures travel back as text, like a dial call's.
-pub async fn connect_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
-    use yonder_proto::fdpass;
-    let target = async {
-        let len = usize::from(conn.read_u16().await?);
-        if len > MAX_CONNECT_TARGET {
-            return Err(std::io::Error::other("target name too long"));
-        }
-        let mut name = vec![0u8; len];
-        conn.read_exact(&mut name).await?;
-        String::from_utf8(name).map_err(|_| std::io::Error::other("target is not UTF-8"))
-    };
-    let target = match tokio::time::timeout(DIAL_TIMEOUT, target).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            tracing::warn!(id, "malformed connect request: {e}");
-            return;
-        }
-        Err(_) => return,
-    };
-    let parsed = target.rsplit_once(':').and_then(|(h, p)| {
-        let host = h.trim_start_matches('[').trim_end_matches(']');
-        Some(pb::TcpTarget {
-            host: host.to_string(),
-            port: p.parse().ok()?,
-        })
-    });
-    let result = match parsed {
-        Some(t) => dial(&t).await.map_err(|s| s.message().to_string()),
-        None => Err(format!("{target:?} is not HOST:PORT")),
-    };
-    match result {
-        Ok(sock) => match sock.into_std() {
-            Ok(std) => {
-                use std::os::fd::AsFd;
-                let _ = fdpass::send(&conn, fdpass::YES, &[std.as_fd()]).await;
-            }
-            Err(e) => tracing::warn!(id, "cannot hand over the connection to {target}: {e}"),
-        },
-        Err(reason) => {
-            tracing::info!(id, "forward to {target} failed: {reason}");
-            if fdpass::send(&conn, fdpass::NO, &[]).await.is_ok() {
-                let reason = reason.as_bytes();
-                let reason = &reason[..reason.len().min(usize::from(u16::MAX))];
-                let _ = conn.write_u16(reason.len() as u16).await;
-                let _ = conn.write_all(reason).await;
-            }
-        }
     }
 }
