@@ -11,7 +11,7 @@ use crate::forward::Relayed;
 use crate::{Client, Result};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use yonder_proto::pb::ErrorKind;
 use yonder_proto::{RemoteError, fdpass};
@@ -80,7 +80,7 @@ impl Client {
     }
 }
 
-/// A pipe whose two ends are non-blocking, for `splice`.
+/// A pipe between two sockets, for `splice`.
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
@@ -90,88 +90,95 @@ impl Pipe {
     fn new() -> io::Result<Self> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: pipe2 fills the two-element array on success.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: both fds are new and ours.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A bigger pipe means fewer calls; the default (64 KiB) still works.
         // SAFETY: fcntl on an fd we own.
-        unsafe {
-            libc::fcntl(
-                write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                SPLICE_CHUNK as libc::c_int,
-            )
-        };
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, SPLICE_CHUNK as libc::c_int) };
         Ok(Self { read, write })
     }
 }
 
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: plain fds, null offsets (both are sockets or pipes).
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    loop {
+        // SAFETY: plain fds, null offsets (sockets and a pipe).
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
 /// Moves bytes from `from` to `to` until end of file, then shuts down
-/// `to`'s writing (half-close travels on).
-async fn splice_one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+/// `to`'s writing (half-close travels on). Blocking: it runs on its own
+/// thread, which sleeps in the kernel between chunks, with no readiness
+/// round trip through the runtime per chunk.
+fn splice_one_way(from: &std::net::TcpStream, to: &std::net::TcpStream) -> io::Result<u64> {
     let pipe = Pipe::new()?;
     let mut total = 0u64;
     loop {
-        // Socket -> pipe. The pipe is empty here, so this cannot block on
-        // it; it waits only for the socket.
-        let n = loop {
-            from.readable().await?;
-            match from.try_io(Interest::READABLE, || {
-                splice(from.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        let n = splice(from.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK)?;
         if n == 0 {
-            // SAFETY: shutdown on a socket we hold.
-            unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) };
+            let _ = to.shutdown(std::net::Shutdown::Write);
             return Ok(total);
         }
-        // Pipe -> socket, until the pipe is empty again.
         let mut left = n;
         while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)
-            }) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+            left -= splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)?;
         }
         total += n as u64;
     }
 }
 
+/// Stack of a relay thread: it holds a few locals, no buffers.
+const RELAY_STACK: usize = 64 * 1024;
+
 /// Joins two connected sockets both ways until both have reached end of
-/// file, honouring half-close each way.
+/// file, honouring half-close each way. Each direction is a thread; on an
+/// error both sockets are shut down, which ends the other direction too.
 pub async fn relay_sockets(a: TcpStream, b: TcpStream) -> io::Result<Relayed> {
-    let (sent, received) = tokio::try_join!(splice_one_way(&a, &b), splice_one_way(&b, &a))?;
+    let (a, b) = (a.into_std()?, b.into_std()?);
+    a.set_nonblocking(false)?;
+    b.set_nonblocking(false)?;
+    let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+    let one_way = move |from: std::net::TcpStream, to: std::net::TcpStream| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("yonder-relay".into())
+            .stack_size(RELAY_STACK)
+            .spawn(move || {
+                let r = splice_one_way(&from, &to);
+                if r.is_err() {
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                }
+                let _ = tx.send(r);
+            });
+        (spawned, rx)
+    };
+    let (up, up_rx) = one_way(a, b);
+    up?;
+    let (down, down_rx) = one_way(b2, a2);
+    down?;
+    let gone = || io::Error::other("relay thread ended without a result");
+    let sent = up_rx.await.map_err(|_| gone())??;
+    let received = down_rx.await.map_err(|_| gone())??;
     Ok(Relayed { sent, received })
 }
 
