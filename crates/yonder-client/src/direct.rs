@@ -75,7 +75,9 @@ impl Client {
                     String::from_utf8_lossy(&reason).into_owned(),
                 ))
             }
-            None => Err(io(io::ErrorKind::UnexpectedEof.into())),
+            // Closed without an answer: the daemon does not take requests
+            // from us (another user); the tunnel still works.
+            None => Ok(None),
         }
     }
 }
@@ -97,7 +99,13 @@ impl Pipe {
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A bigger pipe means fewer calls; the default (64 KiB) still works.
         // SAFETY: fcntl on an fd we own.
-        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, SPLICE_CHUNK as libc::c_int) };
+        unsafe {
+            libc::fcntl(
+                write.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                SPLICE_CHUNK as libc::c_int,
+            )
+        };
         Ok(Self { read, write })
     }
 }

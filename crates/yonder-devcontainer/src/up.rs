@@ -24,6 +24,40 @@ pub const LABEL_FOLDER: &str = "devcontainer.local_folder";
 pub const LABEL_CONFIG: &str = "devcontainer.config_file";
 pub const LABEL_METADATA: &str = "devcontainer.metadata";
 pub const LABEL_HASH: &str = "yonder.config_hash";
+/// The host folder bind-mounted at [`CONTAINER_RUN`]: the server in the
+/// container keeps its sockets there, so a client on the host reaches it
+/// without `exec` (and the engine's stdio relay) in between.
+pub const LABEL_HOST_RUN: &str = "yonder.host_run";
+/// Where [`LABEL_HOST_RUN`]'s folder appears in the container. Each user
+/// gets a private (0700) subfolder, as in /tmp.
+pub const CONTAINER_RUN: &str = "/run/yonder-host";
+
+/// A new, empty host folder to share with a container about to be created
+/// (`STATE_DIR/dc/RANDOM`, mode 1777 inside the user's private (0700) `dc`
+/// folder; see [`LABEL_HOST_RUN`]). `None` if it cannot be made: the
+/// container then works through `exec` alone.
+fn host_run_base() -> PathBuf {
+    state_dir().join("dc")
+}
+
+fn new_host_run_dir() -> Option<PathBuf> {
+    use std::hash::BuildHasher;
+    use std::os::unix::fs::PermissionsExt;
+    let base = host_run_base();
+    std::fs::create_dir_all(&base).ok()?;
+    let _ = std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700));
+    let name = format!(
+        "{:016x}",
+        std::collections::hash_map::RandomState::new()
+            .hash_one((std::process::id(), std::time::SystemTime::now()))
+    );
+    let dir = base.join(name);
+    std::fs::create_dir(&dir).ok()?;
+    // Sticky and world-writable: whichever user the container runs its
+    // server as makes its own 0700 folder inside.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).ok()?;
+    Some(dir)
+}
 
 /// How long a user's shell may take to print its environment before the
 /// probe gives up with a warning (the reference CLI's value).
@@ -480,8 +514,17 @@ fn run_args(
     image: &str,
     image_inspect: &Value,
     metadata_label: &str,
+    host_run: Option<&Path>,
 ) -> Vec<String> {
     let mut a: Vec<String> = vec!["run".into(), "-d".into()];
+    if let Some(h) = host_run {
+        a.extend([
+            "--mount".into(),
+            format!("type=bind,source={},target={CONTAINER_RUN}", h.display()),
+            "-l".into(),
+            format!("{LABEL_HOST_RUN}={}", h.display()),
+        ]);
+    }
     match r.value.get("appPort") {
         Some(Value::Array(list)) => list.iter().for_each(|p| push_port(&mut a, p)),
         Some(p) => push_port(&mut a, p),
@@ -1029,7 +1072,17 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             // `inspect` still describes it.
             let image = update_uid(engine, r, &merged, image, &inspect).await?;
             let label = serde_json::to_string(&snippets).expect("json");
-            let args = run_args(r, engine, &merged, &image, &inspect, &label);
+            // A folder name with a comma would break the --mount syntax.
+            let host_run = new_host_run_dir().filter(|h| !h.to_string_lossy().contains(','));
+            let args = run_args(
+                r,
+                engine,
+                &merged,
+                &image,
+                &inspect,
+                &label,
+                host_run.as_deref(),
+            );
             eprintln!("Creating the container from {image}...");
             let id = engine.run(&args).await?.trim().to_string();
             let c = engine
@@ -1282,6 +1335,12 @@ pub async fn down(engine: &Engine, r: &Resolved, volumes: bool) -> Result<Option
     args.push(c.id.as_str());
     engine.run(&args).await?;
     forget_state(&r.devcontainer_id);
+    // The folder shared with it, if it is one of ours.
+    if let Some(h) = c.labels.get(LABEL_HOST_RUN).map(PathBuf::from)
+        && h.parent() == Some(host_run_base().as_path())
+    {
+        let _ = std::fs::remove_dir_all(&h);
+    }
     Ok(Some(c.id))
 }
 

@@ -210,7 +210,10 @@ async fn serve_connection<S>(
 /// in the 0700 runtime directory; the peer's uid is checked besides.
 async fn serve_fdpass(conn: tokio::net::UnixStream, routes: Routes, id: u64) {
     match fdpass::peer_uid(&conn) {
-        Ok(uid) if uid == crate::rundir::current_uid() => {}
+        // Root (in the daemon's user namespace: the host user of a rootless
+        // container, or root on the host through a shared folder) may act
+        // as this user anyway.
+        Ok(uid) if uid == crate::rundir::current_uid() || uid == 0 => {}
         Ok(uid) => {
             tracing::warn!(id, uid, "fd request from another user refused");
             return;

@@ -359,15 +359,66 @@ async fn connect_devcontainer(
     let merged = yonder_devcontainer::metadata::merge(&snippets);
     let user = up::remote_user(&merged, &c);
     let env = up::remote_env(&merged, &c);
+    let mut settings = ssh::SshSettings::from_env();
+    // The folder shared with the container (see `up::LABEL_HOST_RUN`): its
+    // server's socket is then reachable from here without `exec`.
+    let shared = c
+        .labels
+        .get(up::LABEL_HOST_RUN)
+        .filter(|_| settings.remote_run_dir.is_none())
+        .filter(|_| {
+            !user.is_empty()
+                && user
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+        })
+        .map(|h| {
+            let leaf = format!("{user}-{}", yonder_proto::YONDER_VERSION);
+            (
+                Path::new(h).join(&leaf),
+                format!("{}/{leaf}", up::CONTAINER_RUN),
+            )
+        });
+    if let Some((host_dir, container_dir)) = &shared {
+        if let Some(c) = connect_shared(host_dir).await {
+            return Ok(c);
+        }
+        settings.remote_run_dir = Some(container_dir.clone());
+    }
     let h = ssh::SshHost::container(
         t.to_string(),
         engine.program.display().to_string(),
         c.id,
         Some(user),
         env,
-        ssh::SshSettings::from_env(),
+        settings,
     );
-    ssh::connect_container(h, &opts.exe, opts.reporter.as_ref()).await
+    let client = ssh::connect_container(h, &opts.exe, opts.reporter.as_ref()).await?;
+    // Through `exec`, the server is installed and its daemon started in the
+    // shared folder: from here on (this connection included) go direct.
+    if let Some((host_dir, _)) = &shared
+        && let Some(c) = connect_shared(host_dir).await
+    {
+        return Ok(c);
+    }
+    Ok(client)
+}
+
+/// Connects to a container's daemon through the socket in the folder it
+/// shares with the host; `None` when that is not possible (no daemon yet,
+/// its folder not ours to enter, a mount that did not happen), and the
+/// caller uses `exec`.
+async fn connect_shared(dir: &Path) -> Option<Client> {
+    let sock = dir.join("daemon.sock");
+    let stream = tokio::net::UnixStream::connect(&sock).await.ok()?;
+    let endpoint = format!("the dev container's daemon ({})", sock.display());
+    match Client::over_stream(stream, &[], &endpoint).await {
+        Ok(c) => Some(c.with_fdpass(dir.join("fdpass.sock"))),
+        Err(e) => {
+            tracing::debug!("{endpoint}: {e}; using exec");
+            None
+        }
+    }
 }
 
 async fn connect_local(exe: &Path, run_dir: Option<&Path>) -> Result<Client, TargetError> {

@@ -82,6 +82,32 @@ fn up_runs_the_lifecycle_and_every_command_works_inside() {
     assert_eq!(code, 0, "{err}");
     assert!(p.dir.path().join("made-inside").is_dir());
 
+    // The server keeps its sockets in a folder shared with the host, so
+    // connections after the first skip `podman exec`: the container's
+    // daemon logs them as unix-socket connections, its log readable here.
+    let shared = p
+        .state
+        .path()
+        .join("dc")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .expect("a folder shared with the container");
+    let run_dir = shared.join(format!("root-{}", env!("CARGO_PKG_VERSION")));
+    assert!(
+        run_dir.join("daemon.sock").exists(),
+        "{}",
+        run_dir.display()
+    );
+    let (code, out, err) = run(p
+        .yonder()
+        .args(["exec", &p.target(), "--", "echo", "direct"]));
+    assert_eq!((code, out.as_str()), (0, "direct\n"), "{err}");
+    let log = std::fs::read_to_string(run_dir.join("daemon.log")).unwrap();
+    assert!(log.contains("kind=\"unix\""), "{log}");
+
     // Re-up of the running container: the same container, only
     // postAttachCommand runs again.
     let v2 = p.up_ok(&[]);
@@ -119,6 +145,7 @@ fn up_runs_the_lifecycle_and_every_command_works_inside() {
         .args(["down", "--workspace-folder"])
         .arg(p.path()));
     assert_eq!(code, 0, "{err}");
+    assert!(!shared.exists(), "down removes the shared folder");
     let (code, _, err) = run(p.yonder().args(["exec", &p.target(), "--", "true"]));
     assert_eq!(code, 255);
     assert!(err.contains("yonder up"), "{err}");
