@@ -53,6 +53,40 @@ const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 /// never reaches a terminal; this is only a fallback for odd clients).
 const DEFAULT_TERMINAL: (u16, u16) = (24, 80);
 
+/// Ciphers the bridge offers. SSH clients pick the first of *their* list
+/// that the server offers, and OpenSSH lists chacha20-poly1305 first; but
+/// russh's ChaCha20 is portable Rust while its AES-GCM runs on the CPU's AES
+/// instructions (measured through the bridge on this project's machine:
+/// 1 GiB up 7.1 s vs 5.5 s, down 4.7 s vs 2.6 s). So where the CPU has
+/// them, only AES-GCM is offered (OpenSSH has it since 6.2, PuTTY since
+/// 0.76); elsewhere russh's default list.
+fn ciphers() -> &'static [russh::cipher::Name] {
+    use russh::cipher::{AES_128_GCM, AES_256_GCM};
+    static AES_GCM: [russh::cipher::Name; 2] = [AES_256_GCM, AES_128_GCM];
+    if hardware_aes() {
+        &AES_GCM
+    } else {
+        russh::Preferred::DEFAULT.cipher.as_ref()
+    }
+}
+
+fn hardware_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// What the bridge needs besides the target.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
@@ -134,6 +168,10 @@ where
         // An idle editor connection stays up as long as the client wants:
         // sshd has no idle timeout by default either.
         inactivity_timeout: None,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(ciphers()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let handler = Bridge {

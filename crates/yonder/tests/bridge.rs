@@ -193,6 +193,22 @@ fn exec_runs_in_the_users_shell_with_exit_codes_signals_and_stdio() {
     // The login shell runs the command, as sshd does (`$SHELL -c`).
     assert!(lines[2].ends_with("sh"), "{lines:?}");
 
+    // The client's default choice, with AES instructions in the CPU, is
+    // AES-GCM (the bridge's fast cipher); without, ChaCha20.
+    let o = b.ssh(&["-v", "br", "true"]);
+    assert_ok("ssh -v", &o);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let aes = cpu
+        .lines()
+        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "aes"));
+    let want = if aes {
+        "-gcm@openssh.com MAC"
+    } else {
+        "cipher: chacha20-poly1305"
+    };
+    assert!(text(&o.stderr).contains(want), "{}", text(&o.stderr));
+
     let o = b.ssh(&["br", "exit 3"]);
     assert_eq!(o.status.code(), Some(3));
     // A program killed by a signal: exit-signal, and ssh exits 255 as it
