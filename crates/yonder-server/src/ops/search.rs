@@ -16,10 +16,12 @@
 //! `Find` keeps only the best `max_results` paths (a bounded heap shared by
 //! the walker threads) and sends a snapshot of them a few times a second.
 
+mod prefilter;
+
 use super::request_path;
 use bytes::Bytes;
 use grep_matcher::Matcher;
-use grep_regex::{RegexMatcher, RegexMatcherBuilder};
+use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{
     BinaryDetection, Searcher, SearcherBuilder, Sink, SinkContext, SinkFinish, SinkMatch,
 };
@@ -27,6 +29,7 @@ use ignore::overrides::{Override, OverrideBuilder};
 use ignore::{DirEntry, WalkBuilder, WalkState};
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Utf32Str};
+use prefilter::{LineMatcher, PatternKind};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::os::unix::ffi::OsStrExt;
@@ -159,9 +162,10 @@ fn is_file(e: &DirEntry) -> bool {
     e.file_type().is_some_and(|t| t.is_file())
 }
 
-fn matcher(r: &pb::SearchRequest) -> Result<RegexMatcher, RemoteError> {
+fn matcher(r: &pb::SearchRequest) -> Result<LineMatcher, RemoteError> {
     let mut b = RegexMatcherBuilder::new();
-    match CaseMode::try_from(r.case_mode).unwrap_or(CaseMode::CaseSensitive) {
+    let case = CaseMode::try_from(r.case_mode).unwrap_or(CaseMode::CaseSensitive);
+    match case {
         CaseMode::CaseSensitive => {}
         CaseMode::CaseInsensitive => {
             b.case_insensitive(true);
@@ -175,8 +179,14 @@ fn matcher(r: &pb::SearchRequest) -> Result<RegexMatcher, RemoteError> {
         // Like rg: a match never spans lines, which lets the searcher look
         // at whole buffers and report only the matching lines.
         .line_terminator(Some(b'\n'));
-    b.build(&r.pattern)
-        .map_err(|e| invalid(format!("bad pattern: {e}")))
+    let regex = b
+        .build(&r.pattern)
+        .map_err(|e| invalid(format!("bad pattern: {e}")))?;
+    let kind = PatternKind {
+        fixed_strings: r.fixed_strings,
+        may_fold_case: case != CaseMode::CaseSensitive,
+    };
+    Ok(LineMatcher::new(regex, &r.pattern, kind))
 }
 
 // ---------------------------------------------------------------- grep
@@ -284,7 +294,7 @@ impl Drop for Batch<'_> {
 /// Receives one file's matching and context lines from the searcher.
 struct FileSink<'a, 's> {
     batch: &'a mut Batch<'s>,
-    matcher: &'a RegexMatcher,
+    matcher: &'a LineMatcher,
     path: &'a Bytes,
     matched: bool,
 }
@@ -360,7 +370,7 @@ impl Sink for FileSink<'_, '_> {
 /// One walker thread: its own searcher (they hold buffers) and batch.
 struct GrepWorker<'s> {
     searcher: Searcher,
-    matcher: RegexMatcher,
+    matcher: LineMatcher,
     batch: Batch<'s>,
 }
 
@@ -407,7 +417,7 @@ impl GrepWorker<'_> {
     }
 }
 
-fn grep_walk(walk: WalkBuilder, matcher: RegexMatcher, searcher: Searcher, shared: GrepShared) {
+fn grep_walk(walk: WalkBuilder, matcher: LineMatcher, searcher: Searcher, shared: GrepShared) {
     walk.build_parallel().run(|| {
         let mut w = GrepWorker {
             searcher: searcher.clone(),
