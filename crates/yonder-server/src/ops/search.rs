@@ -19,8 +19,7 @@
 mod prefilter;
 
 use super::request_path;
-use bytes::Bytes;
-use grep_matcher::Matcher;
+use bytes::{Bytes, BytesMut};
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{
     BinaryDetection, Searcher, SearcherBuilder, Sink, SinkContext, SinkFinish, SinkMatch,
@@ -234,21 +233,56 @@ impl GrepShared {
 struct Batch<'s> {
     shared: &'s GrepShared,
     matches: Vec<pb::SearchMatch>,
+    /// The lines of `matches`, back to back: one allocation per batch
+    /// instead of one per line (each line is a `Bytes` view into it).
+    lines: BytesMut,
     bytes: usize,
     started: Instant,
 }
 
-impl Batch<'_> {
-    fn push(&mut self, m: pb::SearchMatch) {
-        let size = m.line.len() + m.path.len() + 16 * m.ranges.len() + 32;
+impl<'s> Batch<'s> {
+    fn new(shared: &'s GrepShared) -> Self {
+        Self {
+            shared,
+            matches: Vec::new(),
+            lines: BytesMut::new(),
+            bytes: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Adds a matching line (cut at [`MAX_LINE`]) with its match ranges, or
+    /// a context line (`None`).
+    fn push(
+        &mut self,
+        path: &Bytes,
+        line_number: u64,
+        line: &[u8],
+        ranges: Option<Vec<pb::MatchRange>>,
+    ) {
+        let is_context = ranges.is_none();
+        let ranges = ranges.unwrap_or_default();
+        let line = &line[..line.len().min(MAX_LINE)];
+        let size = line.len() + path.len() + 16 * ranges.len() + 32;
         if self.bytes + size > BATCH_BYTES {
             self.flush();
         }
         if self.matches.is_empty() {
             self.started = Instant::now();
         }
+        if self.lines.capacity() < line.len() {
+            // Room for a whole batch; a line longer than that gets its own.
+            self.lines.reserve(BATCH_BYTES.max(line.len()));
+        }
+        self.lines.extend_from_slice(line);
         self.bytes += size;
-        self.matches.push(m);
+        self.matches.push(pb::SearchMatch {
+            path: path.clone(),
+            line_number,
+            line: self.lines.split().freeze(),
+            ranges,
+            is_context,
+        });
         if !self.shared.first_sent.load(Relaxed) {
             self.flush();
         }
@@ -258,7 +292,9 @@ impl Batch<'_> {
         if self.matches.is_empty() || self.shared.cancelled.load(Relaxed) {
             return;
         }
-        let matches = std::mem::take(&mut self.matches);
+        // The next batch will likely be as long: no regrowing from empty.
+        let next = Vec::with_capacity(self.matches.len());
+        let matches = std::mem::replace(&mut self.matches, next);
         self.bytes = 0;
         // Walker threads are plain OS threads, not tokio workers, so waiting
         // here for the client is fine: it is the back-pressure.
@@ -303,10 +339,6 @@ fn without_terminator(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
 }
 
-fn clip(line: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(&line[..line.len().min(MAX_LINE)])
-}
-
 impl Sink for FileSink<'_, '_> {
     type Error = std::io::Error;
 
@@ -323,7 +355,7 @@ impl Sink for FileSink<'_, '_> {
             let line = without_terminator(line);
             let mut ranges = Vec::new();
             self.matcher
-                .find_iter(line, |r| {
+                .line_matches(line, |r| {
                     if r.start() < MAX_LINE {
                         ranges.push(pb::MatchRange {
                             start: r.start() as u32,
@@ -333,13 +365,8 @@ impl Sink for FileSink<'_, '_> {
                     true
                 })
                 .map_err(std::io::Error::other)?;
-            self.batch.push(pb::SearchMatch {
-                path: self.path.clone(),
-                line_number: first + i as u64,
-                line: clip(line),
-                ranges,
-                is_context: false,
-            });
+            self.batch
+                .push(self.path, first + i as u64, line, Some(ranges));
         }
         // The last allowed line was just claimed: stop this file too.
         Ok(!self.batch.shared.stopped())
@@ -349,13 +376,12 @@ impl Sink for FileSink<'_, '_> {
         if self.batch.shared.cancelled.load(Relaxed) {
             return Ok(false);
         }
-        self.batch.push(pb::SearchMatch {
-            path: self.path.clone(),
-            line_number: c.line_number().unwrap_or(0),
-            line: clip(without_terminator(c.bytes())),
-            ranges: Vec::new(),
-            is_context: true,
-        });
+        self.batch.push(
+            self.path,
+            c.line_number().unwrap_or(0),
+            without_terminator(c.bytes()),
+            None,
+        );
         Ok(true)
     }
 
@@ -399,6 +425,7 @@ impl GrepWorker<'_> {
                 path: &path,
                 matched: false,
             };
+            self.matcher.forget();
             // A file that vanished or cannot be read is skipped, as rg does.
             if self
                 .searcher
@@ -422,12 +449,7 @@ fn grep_walk(walk: WalkBuilder, matcher: LineMatcher, searcher: Searcher, shared
         let mut w = GrepWorker {
             searcher: searcher.clone(),
             matcher: matcher.clone(),
-            batch: Batch {
-                shared: &shared,
-                matches: Vec::new(),
-                bytes: 0,
-                started: Instant::now(),
-            },
+            batch: Batch::new(&shared),
         };
         Box::new(move |entry| w.visit(entry))
     });
