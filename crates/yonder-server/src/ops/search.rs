@@ -8,7 +8,8 @@
 //! default for files found by walking).
 //!
 //! Nothing is collected whole: each walker thread keeps a small batch of
-//! matches and hands it to a bounded queue ([`STREAM_QUEUE`] messages), so a
+//! matches, packed into one byte string (`yonder_proto::search_pack`), and
+//! hands it to a bounded queue ([`STREAM_QUEUE`] messages), so a
 //! slow client slows the walk instead of growing the daemon. When the client
 //! drops the call the queue closes; every walker thread checks for that
 //! before each file and inside each file's search, and quits the walk.
@@ -19,7 +20,7 @@
 mod prefilter;
 
 use super::request_path;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{
     BinaryDetection, Searcher, SearcherBuilder, Sink, SinkContext, SinkFinish, SinkMatch,
@@ -43,6 +44,7 @@ use tonic::{Request, Response, Status};
 use yonder_proto::RemoteError;
 use yonder_proto::limits::STREAM_QUEUE;
 use yonder_proto::pb::{self, CaseMode, ErrorKind, search_server::Search};
+use yonder_proto::search_pack::PackWriter;
 
 type RespStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
@@ -229,14 +231,13 @@ impl GrepShared {
     }
 }
 
-/// One walker thread's unsent matches.
+/// One walker thread's unsent matches, packed (see
+/// `yonder_proto::search_pack`).
 struct Batch<'s> {
     shared: &'s GrepShared,
-    matches: Vec<pb::SearchMatch>,
-    /// The lines of `matches`, back to back: one allocation per batch
-    /// instead of one per line (each line is a `Bytes` view into it).
-    lines: BytesMut,
-    bytes: usize,
+    lines: PackWriter,
+    /// One line's match ranges, reused from line to line.
+    ranges: Vec<(u32, u32)>,
     started: Instant,
 }
 
@@ -244,65 +245,58 @@ impl<'s> Batch<'s> {
     fn new(shared: &'s GrepShared) -> Self {
         Self {
             shared,
-            matches: Vec::new(),
-            lines: BytesMut::new(),
-            bytes: 0,
+            lines: PackWriter::new(),
+            ranges: Vec::new(),
             started: Instant::now(),
         }
     }
 
-    /// Adds a matching line (cut at [`MAX_LINE`]) with its match ranges, or
-    /// a context line (`None`).
-    fn push(
-        &mut self,
-        path: &Bytes,
-        line_number: u64,
-        line: &[u8],
-        ranges: Option<Vec<pb::MatchRange>>,
-    ) {
-        let is_context = ranges.is_none();
-        let ranges = ranges.unwrap_or_default();
-        let line = &line[..line.len().min(MAX_LINE)];
-        let size = line.len() + path.len() + 16 * ranges.len() + 32;
-        if self.bytes + size > BATCH_BYTES {
+    /// Makes room for a line of `len` bytes: sends the batch first if the
+    /// line would take it past [`BATCH_BYTES`].
+    fn make_room(&mut self, path: &[u8], len: usize) {
+        if self.lines.len() + path.len() + len + 64 > BATCH_BYTES {
             self.flush();
         }
-        if self.matches.is_empty() {
+        if self.lines.is_empty() {
             self.started = Instant::now();
         }
-        if self.lines.capacity() < line.len() {
-            // Room for a whole batch; a line longer than that gets its own.
-            self.lines.reserve(BATCH_BYTES.max(line.len()));
-        }
-        self.lines.extend_from_slice(line);
-        self.bytes += size;
-        self.matches.push(pb::SearchMatch {
-            path: path.clone(),
-            line_number,
-            line: self.lines.split().freeze(),
-            ranges,
-            is_context,
-        });
+    }
+
+    /// Adds a matching line (cut at [`MAX_LINE`]) with the ranges in
+    /// `self.ranges`.
+    fn push_match(&mut self, path: &[u8], line_number: u64, line: &[u8]) {
+        let line = &line[..line.len().min(MAX_LINE)];
+        self.make_room(path, line.len());
+        self.lines.push_match(path, line_number, line, &self.ranges);
+        self.sent_first();
+    }
+
+    fn push_context(&mut self, path: &[u8], line_number: u64, line: &[u8]) {
+        let line = &line[..line.len().min(MAX_LINE)];
+        self.make_room(path, line.len());
+        self.lines.push_context(path, line_number, line);
+        self.sent_first();
+    }
+
+    /// Until the first batch went out, every line goes at once.
+    fn sent_first(&mut self) {
         if !self.shared.first_sent.load(Relaxed) {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        if self.matches.is_empty() || self.shared.cancelled.load(Relaxed) {
+        if self.lines.is_empty() || self.shared.cancelled.load(Relaxed) {
             return;
         }
-        // The next batch will likely be as long: no regrowing from empty.
-        let next = Vec::with_capacity(self.matches.len());
-        let matches = std::mem::replace(&mut self.matches, next);
-        self.bytes = 0;
+        let packed = self.lines.take();
         // Walker threads are plain OS threads, not tokio workers, so waiting
         // here for the client is fine: it is the back-pressure.
         if self
             .shared
             .tx
             .blocking_send(Ok(pb::SearchResults {
-                matches,
+                packed,
                 stats: None,
             }))
             .is_err()
@@ -314,7 +308,7 @@ impl<'s> Batch<'s> {
     }
 
     fn flush_if_old(&mut self) {
-        if !self.matches.is_empty() && self.started.elapsed() >= BATCH_INTERVAL {
+        if !self.lines.is_empty() && self.started.elapsed() >= BATCH_INTERVAL {
             self.flush();
         }
     }
@@ -331,7 +325,7 @@ impl Drop for Batch<'_> {
 struct FileSink<'a, 's> {
     batch: &'a mut Batch<'s>,
     matcher: &'a LineMatcher,
-    path: &'a Bytes,
+    path: &'a [u8],
     matched: bool,
 }
 
@@ -353,20 +347,17 @@ impl Sink for FileSink<'_, '_> {
             }
             self.matched = true;
             let line = without_terminator(line);
-            let mut ranges = Vec::new();
-            self.matcher
-                .line_matches(line, |r| {
-                    if r.start() < MAX_LINE {
-                        ranges.push(pb::MatchRange {
-                            start: r.start() as u32,
-                            end: r.end().min(MAX_LINE) as u32,
-                        });
-                    }
-                    true
-                })
-                .map_err(std::io::Error::other)?;
-            self.batch
-                .push(self.path, first + i as u64, line, Some(ranges));
+            let mut ranges = std::mem::take(&mut self.batch.ranges);
+            ranges.clear();
+            let found = self.matcher.line_matches(line, |r| {
+                if r.start() < MAX_LINE {
+                    ranges.push((r.start() as u32, r.end().min(MAX_LINE) as u32));
+                }
+                true
+            });
+            self.batch.ranges = ranges;
+            found.map_err(std::io::Error::other)?;
+            self.batch.push_match(self.path, first + i as u64, line);
         }
         // The last allowed line was just claimed: stop this file too.
         Ok(!self.batch.shared.stopped())
@@ -376,11 +367,10 @@ impl Sink for FileSink<'_, '_> {
         if self.batch.shared.cancelled.load(Relaxed) {
             return Ok(false);
         }
-        self.batch.push(
+        self.batch.push_context(
             self.path,
             c.line_number().unwrap_or(0),
             without_terminator(c.bytes()),
-            None,
         );
         Ok(true)
     }
@@ -418,11 +408,10 @@ impl GrepWorker<'_> {
             return WalkState::Continue;
         };
         if is_file(&entry) {
-            let path = Bytes::copy_from_slice(entry.path().as_os_str().as_bytes());
             let mut sink = FileSink {
                 batch: &mut self.batch,
                 matcher: &self.matcher,
-                path: &path,
+                path: entry.path().as_os_str().as_bytes(),
                 matched: false,
             };
             self.matcher.forget();
@@ -471,7 +460,7 @@ fn grep_walk(walk: WalkBuilder, matcher: LineMatcher, searcher: Searcher, shared
         truncated: shared.limit_reached.load(Relaxed),
     };
     let _ = shared.tx.blocking_send(Ok(pb::SearchResults {
-        matches: Vec::new(),
+        packed: Bytes::new(),
         stats: Some(stats),
     }));
 }
