@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(got, vec![a.clone(), b, c]);
         // The next batch names its path again.
         write(&mut w, &a);
-        assert!(w.len() > 0);
+        assert!(!w.is_empty());
         let got: Vec<_> = unpack(w.take()).collect::<Result<_, _>>().unwrap();
         assert_eq!(got, vec![a]);
         assert!(w.is_empty());
