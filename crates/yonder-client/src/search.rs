@@ -11,7 +11,8 @@ use std::ops::Range;
 use std::path::PathBuf;
 use yonder_proto::RemoteError;
 use yonder_proto::paths::from_wire;
-use yonder_proto::pb::{self, ErrorKind};
+use yonder_proto::pb::ErrorKind;
+use yonder_proto::search_pack::{self, PackError, PackedLine};
 
 pub use yonder_proto::pb::{CaseMode, FindRequest, SearchRequest, SearchStats};
 
@@ -63,18 +64,25 @@ pub struct FindUpdate {
     pub files_scanned: u64,
 }
 
-fn search_line(m: pb::SearchMatch) -> SearchLine {
+fn search_line(l: PackedLine) -> SearchLine {
     SearchLine {
-        path: from_wire(&m.path),
-        line_number: m.line_number,
-        ranges: m
+        path: from_wire(&l.path),
+        line_number: l.line_number,
+        ranges: l
             .ranges
             .iter()
-            .map(|r| r.start as usize..r.end as usize)
+            .map(|&(start, end)| start as usize..end as usize)
             .collect(),
-        line: m.line,
-        is_context: m.is_context,
+        line: l.line,
+        is_context: l.is_context,
     }
+}
+
+fn malformed(e: PackError) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Internal,
+        format!("bad search results from the server: {e}"),
+    )
 }
 
 fn ended_early(what: &str) -> RemoteError {
@@ -105,10 +113,11 @@ impl Client {
             .flat_map(move |batch| {
                 let items: Vec<Result<SearchEvent>> = match batch {
                     Some(Ok(b)) => {
-                        let mut v: Vec<_> = b
-                            .matches
-                            .into_iter()
-                            .map(|m| Ok(SearchEvent::Line(search_line(m))))
+                        let mut v: Vec<_> = search_pack::unpack(b.packed)
+                            .map(|l| {
+                                l.map(|l| SearchEvent::Line(search_line(l)))
+                                    .map_err(malformed)
+                            })
                             .collect();
                         if let Some(stats) = b.stats {
                             finished = true;

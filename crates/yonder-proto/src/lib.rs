@@ -14,6 +14,7 @@ pub mod frame;
 pub mod handshake;
 pub mod limits;
 pub mod paths;
+pub mod search_pack;
 pub mod tree;
 
 pub use error::RemoteError;
@@ -27,7 +28,7 @@ pub mod pb {
 /// Version of the wire protocol. Bump it on every incompatible schema change;
 /// a client and a server with different numbers refuse each other with an
 /// error naming both yonder versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// gRPC metadata header carrying a client's id for a change it may send
 /// again after a reconnect; the server applies each id at most once.

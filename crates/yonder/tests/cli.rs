@@ -255,6 +255,10 @@ fn help_hides_the_server_and_completions_are_generated() {
     assert_eq!(code, 0);
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        format!("yonder {} protocol 1\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "yonder {} protocol {}\n",
+            env!("CARGO_PKG_VERSION"),
+            yonder_proto::PROTOCOL_VERSION
+        )
     );
 }

@@ -304,6 +304,64 @@ async fn grep_finds_what_rg_finds_for_every_option() {
     );
 }
 
+// Case-insensitive alternations of longer words take the server's own
+// literal prefilter (see yonder-server's ops/search/prefilter.rs) instead of
+// the regex engine's plan: the lines and ranges must still be rg's, across
+// buffer refills, binary files, Unicode case folding and every flag that
+// changes the regex.
+#[tokio::test]
+async fn case_insensitive_alternations_find_what_rg_finds() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let root = d.work().join("words");
+    write(
+        &root,
+        "a.txt",
+        "Lattice and lanterns and LATTICE\nlatt lant lat lan\n\nthe lanternsmith\n\
+         no match, but LATTICE.|Lanterns\nsome lattices, a LaNtErNs\n\u{212A}lattice \u{17F}\n",
+    );
+    // Matches on both sides of the searcher's buffer refills.
+    let mut big = String::new();
+    for i in 0..30_000 {
+        match i % 7 {
+            0 => big.push_str("filler line with latt and lant but no word\n"),
+            3 => big.push_str("a Lattice here, lanterns there\n"),
+            _ => big.push_str("plain text without the words\n"),
+        }
+    }
+    write(&root, "big.txt", &big);
+    write(&root, "bin.dat", b"lattice\n\x00lanterns\n");
+    write(&root, "odd.txt", b"\xff lattice \xfe\nLANTERNS\xff\n");
+    let cases: &[(&str, &[&str])] = &[
+        ("Lattice|lanterns", &["-i"]),
+        ("Lattice|lanterns", &["-S"]),
+        ("lattice|lanterns", &["-S"]),
+        ("lattice|lanterns", &["-i", "-w"]),
+        ("lattice|lanterns", &["-i", "-C", "1"]),
+        ("lattice.|lanterns", &["-i", "-F"]),
+        ("lattice\\w*|lanterns", &["-i"]),
+    ];
+    for (pattern, flags) in cases {
+        let want = rg(&root, pattern, flags);
+        let (got, stats) = grep_all(&c, request(&root, pattern, flags)).await;
+        assert!(
+            !want.matches.is_empty(),
+            "case {pattern} {flags:?} must match something"
+        );
+        assert_eq!(
+            show(&got.matches),
+            show(&want.matches),
+            "matches for {pattern} {flags:?}"
+        );
+        assert_eq!(
+            show(&got.context),
+            show(&want.context),
+            "context for {pattern} {flags:?}"
+        );
+        assert_eq!(stats.matched_lines, want.matches.len() as u64);
+    }
+}
+
 #[tokio::test]
 async fn context_lines_surround_each_match() {
     let d = Daemon::start();

@@ -8,7 +8,8 @@
 //! default for files found by walking).
 //!
 //! Nothing is collected whole: each walker thread keeps a small batch of
-//! matches and hands it to a bounded queue ([`STREAM_QUEUE`] messages), so a
+//! matches, packed into one byte string (`yonder_proto::search_pack`), and
+//! hands it to a bounded queue ([`STREAM_QUEUE`] messages), so a
 //! slow client slows the walk instead of growing the daemon. When the client
 //! drops the call the queue closes; every walker thread checks for that
 //! before each file and inside each file's search, and quits the walk.
@@ -16,10 +17,11 @@
 //! `Find` keeps only the best `max_results` paths (a bounded heap shared by
 //! the walker threads) and sends a snapshot of them a few times a second.
 
+mod prefilter;
+
 use super::request_path;
 use bytes::Bytes;
-use grep_matcher::Matcher;
-use grep_regex::{RegexMatcher, RegexMatcherBuilder};
+use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{
     BinaryDetection, Searcher, SearcherBuilder, Sink, SinkContext, SinkFinish, SinkMatch,
 };
@@ -27,6 +29,7 @@ use ignore::overrides::{Override, OverrideBuilder};
 use ignore::{DirEntry, WalkBuilder, WalkState};
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Utf32Str};
+use prefilter::{LineMatcher, PatternKind};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::os::unix::ffi::OsStrExt;
@@ -41,6 +44,7 @@ use tonic::{Request, Response, Status};
 use yonder_proto::RemoteError;
 use yonder_proto::limits::STREAM_QUEUE;
 use yonder_proto::pb::{self, CaseMode, ErrorKind, search_server::Search};
+use yonder_proto::search_pack::PackWriter;
 
 type RespStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
@@ -159,9 +163,10 @@ fn is_file(e: &DirEntry) -> bool {
     e.file_type().is_some_and(|t| t.is_file())
 }
 
-fn matcher(r: &pb::SearchRequest) -> Result<RegexMatcher, RemoteError> {
+fn matcher(r: &pb::SearchRequest) -> Result<LineMatcher, RemoteError> {
     let mut b = RegexMatcherBuilder::new();
-    match CaseMode::try_from(r.case_mode).unwrap_or(CaseMode::CaseSensitive) {
+    let case = CaseMode::try_from(r.case_mode).unwrap_or(CaseMode::CaseSensitive);
+    match case {
         CaseMode::CaseSensitive => {}
         CaseMode::CaseInsensitive => {
             b.case_insensitive(true);
@@ -175,8 +180,14 @@ fn matcher(r: &pb::SearchRequest) -> Result<RegexMatcher, RemoteError> {
         // Like rg: a match never spans lines, which lets the searcher look
         // at whole buffers and report only the matching lines.
         .line_terminator(Some(b'\n'));
-    b.build(&r.pattern)
-        .map_err(|e| invalid(format!("bad pattern: {e}")))
+    let regex = b
+        .build(&r.pattern)
+        .map_err(|e| invalid(format!("bad pattern: {e}")))?;
+    let kind = PatternKind {
+        fixed_strings: r.fixed_strings,
+        may_fold_case: case != CaseMode::CaseSensitive,
+    };
+    Ok(LineMatcher::new(regex, &r.pattern, kind))
 }
 
 // ---------------------------------------------------------------- grep
@@ -220,43 +231,72 @@ impl GrepShared {
     }
 }
 
-/// One walker thread's unsent matches.
+/// One walker thread's unsent matches, packed (see
+/// `yonder_proto::search_pack`).
 struct Batch<'s> {
     shared: &'s GrepShared,
-    matches: Vec<pb::SearchMatch>,
-    bytes: usize,
+    lines: PackWriter,
+    /// One line's match ranges, reused from line to line.
+    ranges: Vec<(u32, u32)>,
     started: Instant,
 }
 
-impl Batch<'_> {
-    fn push(&mut self, m: pb::SearchMatch) {
-        let size = m.line.len() + m.path.len() + 16 * m.ranges.len() + 32;
-        if self.bytes + size > BATCH_BYTES {
+impl<'s> Batch<'s> {
+    fn new(shared: &'s GrepShared) -> Self {
+        Self {
+            shared,
+            lines: PackWriter::new(),
+            ranges: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Makes room for a line of `len` bytes: sends the batch first if the
+    /// line would take it past [`BATCH_BYTES`].
+    fn make_room(&mut self, path: &[u8], len: usize) {
+        if self.lines.len() + path.len() + len + 64 > BATCH_BYTES {
             self.flush();
         }
-        if self.matches.is_empty() {
+        if self.lines.is_empty() {
             self.started = Instant::now();
         }
-        self.bytes += size;
-        self.matches.push(m);
+    }
+
+    /// Adds a matching line (cut at [`MAX_LINE`]) with the ranges in
+    /// `self.ranges`.
+    fn push_match(&mut self, path: &[u8], line_number: u64, line: &[u8]) {
+        let line = &line[..line.len().min(MAX_LINE)];
+        self.make_room(path, line.len());
+        self.lines.push_match(path, line_number, line, &self.ranges);
+        self.sent_first();
+    }
+
+    fn push_context(&mut self, path: &[u8], line_number: u64, line: &[u8]) {
+        let line = &line[..line.len().min(MAX_LINE)];
+        self.make_room(path, line.len());
+        self.lines.push_context(path, line_number, line);
+        self.sent_first();
+    }
+
+    /// Until the first batch went out, every line goes at once.
+    fn sent_first(&mut self) {
         if !self.shared.first_sent.load(Relaxed) {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        if self.matches.is_empty() || self.shared.cancelled.load(Relaxed) {
+        if self.lines.is_empty() || self.shared.cancelled.load(Relaxed) {
             return;
         }
-        let matches = std::mem::take(&mut self.matches);
-        self.bytes = 0;
+        let packed = self.lines.take();
         // Walker threads are plain OS threads, not tokio workers, so waiting
         // here for the client is fine: it is the back-pressure.
         if self
             .shared
             .tx
             .blocking_send(Ok(pb::SearchResults {
-                matches,
+                packed,
                 stats: None,
             }))
             .is_err()
@@ -268,7 +308,7 @@ impl Batch<'_> {
     }
 
     fn flush_if_old(&mut self) {
-        if !self.matches.is_empty() && self.started.elapsed() >= BATCH_INTERVAL {
+        if !self.lines.is_empty() && self.started.elapsed() >= BATCH_INTERVAL {
             self.flush();
         }
     }
@@ -284,17 +324,13 @@ impl Drop for Batch<'_> {
 /// Receives one file's matching and context lines from the searcher.
 struct FileSink<'a, 's> {
     batch: &'a mut Batch<'s>,
-    matcher: &'a RegexMatcher,
-    path: &'a Bytes,
+    matcher: &'a LineMatcher,
+    path: &'a [u8],
     matched: bool,
 }
 
 fn without_terminator(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
-}
-
-fn clip(line: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(&line[..line.len().min(MAX_LINE)])
 }
 
 impl Sink for FileSink<'_, '_> {
@@ -311,25 +347,17 @@ impl Sink for FileSink<'_, '_> {
             }
             self.matched = true;
             let line = without_terminator(line);
-            let mut ranges = Vec::new();
-            self.matcher
-                .find_iter(line, |r| {
-                    if r.start() < MAX_LINE {
-                        ranges.push(pb::MatchRange {
-                            start: r.start() as u32,
-                            end: r.end().min(MAX_LINE) as u32,
-                        });
-                    }
-                    true
-                })
-                .map_err(std::io::Error::other)?;
-            self.batch.push(pb::SearchMatch {
-                path: self.path.clone(),
-                line_number: first + i as u64,
-                line: clip(line),
-                ranges,
-                is_context: false,
+            let mut ranges = std::mem::take(&mut self.batch.ranges);
+            ranges.clear();
+            let found = self.matcher.line_matches(line, |r| {
+                if r.start() < MAX_LINE {
+                    ranges.push((r.start() as u32, r.end().min(MAX_LINE) as u32));
+                }
+                true
             });
+            self.batch.ranges = ranges;
+            found.map_err(std::io::Error::other)?;
+            self.batch.push_match(self.path, first + i as u64, line);
         }
         // The last allowed line was just claimed: stop this file too.
         Ok(!self.batch.shared.stopped())
@@ -339,13 +367,11 @@ impl Sink for FileSink<'_, '_> {
         if self.batch.shared.cancelled.load(Relaxed) {
             return Ok(false);
         }
-        self.batch.push(pb::SearchMatch {
-            path: self.path.clone(),
-            line_number: c.line_number().unwrap_or(0),
-            line: clip(without_terminator(c.bytes())),
-            ranges: Vec::new(),
-            is_context: true,
-        });
+        self.batch.push_context(
+            self.path,
+            c.line_number().unwrap_or(0),
+            without_terminator(c.bytes()),
+        );
         Ok(true)
     }
 
@@ -360,7 +386,7 @@ impl Sink for FileSink<'_, '_> {
 /// One walker thread: its own searcher (they hold buffers) and batch.
 struct GrepWorker<'s> {
     searcher: Searcher,
-    matcher: RegexMatcher,
+    matcher: LineMatcher,
     batch: Batch<'s>,
 }
 
@@ -382,13 +408,13 @@ impl GrepWorker<'_> {
             return WalkState::Continue;
         };
         if is_file(&entry) {
-            let path = Bytes::copy_from_slice(entry.path().as_os_str().as_bytes());
             let mut sink = FileSink {
                 batch: &mut self.batch,
                 matcher: &self.matcher,
-                path: &path,
+                path: entry.path().as_os_str().as_bytes(),
                 matched: false,
             };
+            self.matcher.forget();
             // A file that vanished or cannot be read is skipped, as rg does.
             if self
                 .searcher
@@ -407,17 +433,12 @@ impl GrepWorker<'_> {
     }
 }
 
-fn grep_walk(walk: WalkBuilder, matcher: RegexMatcher, searcher: Searcher, shared: GrepShared) {
+fn grep_walk(walk: WalkBuilder, matcher: LineMatcher, searcher: Searcher, shared: GrepShared) {
     walk.build_parallel().run(|| {
         let mut w = GrepWorker {
             searcher: searcher.clone(),
             matcher: matcher.clone(),
-            batch: Batch {
-                shared: &shared,
-                matches: Vec::new(),
-                bytes: 0,
-                started: Instant::now(),
-            },
+            batch: Batch::new(&shared),
         };
         Box::new(move |entry| w.visit(entry))
     });
@@ -439,7 +460,7 @@ fn grep_walk(walk: WalkBuilder, matcher: RegexMatcher, searcher: Searcher, share
         truncated: shared.limit_reached.load(Relaxed),
     };
     let _ = shared.tx.blocking_send(Ok(pb::SearchResults {
-        matches: Vec::new(),
+        packed: Bytes::new(),
         stats: Some(stats),
     }));
 }
