@@ -22,8 +22,11 @@ pub const DIR_BATCH: usize = 512;
 
 /// HTTP/2 per-stream window: how many bytes one call may have in flight
 /// before the receiver reads them. Bounded, so a slow reader of a 1 GiB file
-/// holds at most this much in memory for that stream.
-pub const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// holds at most this much in memory for that stream. 8 MiB rather than 2:
+/// over ssh the window updates travel back through ssh's own buffers, and a
+/// 2 MiB window held 1 GiB downloads at 0.59–0.86× scp (0.93–0.98× with
+/// 8 MiB); a keystroke's echo during a 1 GiB read stayed at p99 2.95 ms.
+pub const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 
 /// HTTP/2 connection window, shared by all streams of a connection.
 pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
