@@ -21,10 +21,6 @@ pub fn pollable(fd: BorrowedFd<'_>) -> bool {
     matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
 }
 
-/// Capacity asked for the handed-over pipes (see `yonder_target`'s
-/// matching client-side setting).
-const PIPE_SIZE: libc::c_int = 1 << 20;
-
 fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own.
@@ -57,7 +53,13 @@ impl StdioStream {
             // Bigger pipes from sshd or conmon: fewer wake-ups per MiB on
             // both sides. Refused (limits) or not a pipe: no harm done.
             // SAFETY: fcntl on a descriptor we own.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+            unsafe {
+                libc::fcntl(
+                    fd.as_raw_fd(),
+                    libc::F_SETPIPE_SZ,
+                    yonder_proto::limits::PIPE_SIZE,
+                )
+            };
         }
         // SAFETY: each OwnedFd is moved into its AsyncFd, which owns it
         // (open, same description, same number) until it is dropped.

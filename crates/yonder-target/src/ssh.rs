@@ -801,17 +801,12 @@ impl SshHost {
     }
 }
 
-/// Pipe size for the connection's stdio: a bulk transfer then crosses
-/// between ssh (or `podman exec`) and us in 1 MiB steps instead of the
-/// default 64 KiB, a sixteenth of the wake-ups on each side.
-pub const PIPE_SIZE: i32 = 1 << 20;
-
-/// Raises a pipe's capacity to [`PIPE_SIZE`] where the system allows
+/// Raises a pipe's capacity to [`yonder_proto::limits::PIPE_SIZE`] where the system allows
 /// (`/proc/sys/fs/pipe-max-size`, per-user limits); a pipe that stays at
 /// its default still works.
 pub fn grow_pipe(fd: std::os::fd::RawFd) {
     // SAFETY: fcntl on a descriptor the caller holds open.
-    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, yonder_proto::limits::PIPE_SIZE) };
 }
 
 /// A child's stdio as one duplex stream that owns the child (and kills it

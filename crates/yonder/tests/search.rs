@@ -223,6 +223,34 @@ async fn grep_all(c: &yonder_client::Client, req: SearchRequest) -> (Found, Sear
     (f, stats.expect("stats at the end"))
 }
 
+/// Searches like `rg` and asserts the same matches, context and match
+/// count (the case must match something); returns rg's result and ours.
+async fn assert_like_rg(
+    c: &yonder_client::Client,
+    root: &Path,
+    pattern: &str,
+    flags: &[&str],
+) -> (Found, SearchStats) {
+    let want = rg(root, pattern, flags);
+    let (got, stats) = grep_all(c, request(root, pattern, flags)).await;
+    assert!(
+        !want.matches.is_empty(),
+        "case {pattern} {flags:?} must match something"
+    );
+    assert_eq!(
+        show(&got.matches),
+        show(&want.matches),
+        "matches for {pattern} {flags:?}"
+    );
+    assert_eq!(
+        show(&got.context),
+        show(&want.context),
+        "context for {pattern} {flags:?}"
+    );
+    assert_eq!(stats.matched_lines, want.matches.len() as u64);
+    (want, stats)
+}
+
 fn show(set: &BTreeSet<Line>) -> String {
     set.iter()
         .map(|(p, n, r)| format!("{}:{n}:{r:?}", String::from_utf8_lossy(p)))
@@ -256,23 +284,7 @@ async fn grep_finds_what_rg_finds_for_every_option() {
         ("hello", &["--max-filesize", "1000"]),
     ];
     for (pattern, flags) in cases {
-        let want = rg(&root, pattern, flags);
-        let (got, stats) = grep_all(&c, request(&root, pattern, flags)).await;
-        assert!(
-            !want.matches.is_empty(),
-            "case {pattern} {flags:?} must match something"
-        );
-        assert_eq!(
-            show(&got.matches),
-            show(&want.matches),
-            "matches for {pattern} {flags:?}"
-        );
-        assert_eq!(
-            show(&got.context),
-            show(&want.context),
-            "context for {pattern} {flags:?}"
-        );
-        assert_eq!(stats.matched_lines, want.matches.len() as u64);
+        let (want, stats) = assert_like_rg(&c, &root, pattern, flags).await;
         let files: BTreeSet<_> = want.matches.iter().map(|m| &m.0).collect();
         assert_eq!(stats.files_matched, files.len() as u64);
         assert!(!stats.truncated);
@@ -342,23 +354,7 @@ async fn case_insensitive_alternations_find_what_rg_finds() {
         ("lattice\\w*|lanterns", &["-i"]),
     ];
     for (pattern, flags) in cases {
-        let want = rg(&root, pattern, flags);
-        let (got, stats) = grep_all(&c, request(&root, pattern, flags)).await;
-        assert!(
-            !want.matches.is_empty(),
-            "case {pattern} {flags:?} must match something"
-        );
-        assert_eq!(
-            show(&got.matches),
-            show(&want.matches),
-            "matches for {pattern} {flags:?}"
-        );
-        assert_eq!(
-            show(&got.context),
-            show(&want.context),
-            "context for {pattern} {flags:?}"
-        );
-        assert_eq!(stats.matched_lines, want.matches.len() as u64);
+        assert_like_rg(&c, &root, pattern, flags).await;
     }
 }
 
