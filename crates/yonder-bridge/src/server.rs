@@ -16,7 +16,7 @@
 //! ([`crate::input`]); output goes out from a second task.
 
 use crate::input::{self, Control, InputSink};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Handle, Msg, Session};
@@ -29,9 +29,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OnceCell, mpsc};
+use yonder_client::direct_exec::{DirectControl, DirectProcess};
 use yonder_client::forward::{Tunnel, TunnelWriter};
 use yonder_client::terminal::{OpenTerminal, TerminalEvent, TerminalWriter};
 use yonder_client::{Client, ExecRequest, ExitStatus, ProcessControl, ProcessEvent, SystemInfo};
+use yonder_proto::limits::DATA_CHUNK;
 use yonder_proto::pb::ErrorKind;
 
 /// Rejected authentication attempts are slowed down by this much. The
@@ -627,17 +629,22 @@ async fn run_process(
     stderr_to_client: bool,
 ) {
     let program = req.program.clone();
+    // The shell's conventions: 127 missing, 126 not executable.
+    let code = |e: &yonder_client::RemoteError| match e.kind {
+        ErrorKind::NotFound if e.path.as_deref() == Some(program.as_path()) => 127,
+        ErrorKind::PermissionDenied => 126,
+        _ => 255,
+    };
+    // A daemon on this machine hands over the program's pipes: its bytes
+    // then skip the daemon and HTTP/2 (as sshd's go straight to its child).
+    match client.exec_direct(&req).await {
+        Ok(Some(p)) => return run_direct(ch, handle, p, stderr_to_client).await,
+        Ok(None) => {}
+        Err(e) => return fail(ch, &e.to_string(), code(&e)).await,
+    }
     let mut proc = match client.exec(req).await {
         Ok(p) => p,
-        Err(e) => {
-            // The shell's conventions: 127 missing, 126 not executable.
-            let code = match e.kind {
-                ErrorKind::NotFound if e.path.as_deref() == Some(program.as_path()) => 127,
-                ErrorKind::PermissionDenied => 126,
-                _ => 255,
-            };
-            return fail(ch, &e.to_string(), code).await;
-        }
+        Err(e) => return fail(ch, &e.to_string(), code(&e)).await,
     };
     let id = ch.id();
     let (rd, wr) = ch.split();
@@ -679,6 +686,106 @@ async fn run_process(
         }
     }
     input.abort();
+}
+
+/// [`run_process`] for a program whose pipes this process holds: its
+/// stdout and stderr are read here until both end, then its exit status
+/// (reported by the daemon) ends the channel.
+async fn run_direct(
+    ch: Channel<Msg>,
+    handle: Handle,
+    mut proc: DirectProcess,
+    stderr_to_client: bool,
+) {
+    use tokio::io::AsyncReadExt;
+    let id = ch.id();
+    let (rd, wr) = ch.split();
+    let sink = DirectStdin {
+        stdin: Arc::new(tokio::sync::Mutex::new(proc.stdin.take())),
+        control: proc.control(),
+    };
+    let mut input = tokio::spawn(input::pump(rd, id, handle.clone(), sink));
+    let (mut out_open, mut err_open) = (true, true);
+    let mut out = BytesMut::new();
+    let mut err = BytesMut::new();
+    // Dropping `proc` on a break kills the program, as when sshd hangs up.
+    while out_open || err_open {
+        out.reserve(DATA_CHUNK);
+        err.reserve(DATA_CHUNK);
+        tokio::select! {
+            r = proc.stdout.read_buf(&mut out), if out_open => match r {
+                Ok(n) if n > 0 => {
+                    if wr.data_bytes(out.split().freeze()).await.is_err() {
+                        input.abort();
+                        return;
+                    }
+                }
+                _ => out_open = false,
+            },
+            r = proc.stderr.read_buf(&mut err), if err_open => match r {
+                Ok(n) if n > 0 => {
+                    let b = err.split().freeze();
+                    if stderr_to_client {
+                        if wr.extended_data_bytes(1, b).await.is_err() {
+                            input.abort();
+                            return;
+                        }
+                    } else {
+                        tracing::debug!("sftp server: {}", String::from_utf8_lossy(&b).trim_end());
+                    }
+                }
+                _ => err_open = false,
+            },
+            _ = &mut input => return,
+        }
+    }
+    tokio::select! {
+        status = proc.wait() => match status {
+            Ok(status) => finish(&wr, &handle, id, status).await,
+            Err(e) => {
+                let _ = wr
+                    .extended_data_bytes(1, Bytes::from(format!("yonder: {e}\r\n")))
+                    .await;
+                let _ = wr.exit_status(255).await;
+                let _ = wr.close().await;
+            }
+        },
+        _ = &mut input => return,
+    }
+    input.abort();
+}
+
+/// The stdin pipe of a [`DirectProcess`] as a channel's input.
+#[derive(Clone)]
+struct DirectStdin {
+    stdin: Arc<tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>>,
+    control: DirectControl,
+}
+
+impl InputSink for DirectStdin {
+    async fn write(&self, data: Bytes) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = self.stdin.lock().await;
+        let Some(pipe) = stdin.as_mut() else {
+            return false;
+        };
+        if pipe.write_all(&data).await.is_ok() {
+            return true;
+        }
+        // The program closed its stdin: further input has nowhere to go.
+        *stdin = None;
+        false
+    }
+
+    async fn eof(&self) {
+        *self.stdin.lock().await = None;
+    }
+
+    async fn control(&self, c: Control) {
+        if let Control::Signal(n) = c {
+            let _ = self.control.signal(n).await;
+        }
+    }
 }
 
 /// Runs a program in a yonder terminal attached to the channel.

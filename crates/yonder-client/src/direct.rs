@@ -10,7 +10,7 @@
 use crate::forward::Relayed;
 use crate::{Client, Result};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use yonder_proto::pb::ErrorKind;
@@ -18,7 +18,7 @@ use yonder_proto::{RemoteError, fdpass};
 
 /// Bytes one `splice` call may move: as much as the pipe between the two
 /// sockets holds (its size is raised to this where the system allows).
-const SPLICE_CHUNK: usize = 1 << 20;
+const SPLICE_CHUNK: usize = yonder_proto::limits::PIPE_SIZE as usize;
 
 impl Client {
     /// The daemon's fd socket, when this client can use it (see the module
@@ -90,22 +90,8 @@ struct Pipe {
 
 impl Pipe {
     fn new() -> io::Result<Self> {
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: pipe2 fills the two-element array on success.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds are new and ours.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A bigger pipe means fewer calls; the default (64 KiB) still works.
-        // SAFETY: fcntl on an fd we own.
-        unsafe {
-            libc::fcntl(
-                write.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                SPLICE_CHUNK as libc::c_int,
-            )
-        };
+        let (read, write) = yonder_proto::limits::pipe()?;
         Ok(Self { read, write })
     }
 }

@@ -43,6 +43,7 @@ use yonder_proto::pb::{
 };
 
 pub mod direct;
+pub mod direct_exec;
 pub mod forward;
 pub mod search;
 pub mod terminal;
@@ -227,6 +228,25 @@ pub struct ExecRequest {
 }
 
 impl ExecRequest {
+    fn to_wire(&self) -> pb::ExecStart {
+        use std::os::unix::ffi::OsStrExt;
+        let b = |s: &std::ffi::OsStr| Bytes::copy_from_slice(s.as_bytes());
+        pb::ExecStart {
+            program: to_wire(&self.program),
+            args: self.args.iter().map(|a| b(a)).collect(),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| pb::EnvVar {
+                    name: b(k),
+                    value: b(v),
+                })
+                .collect(),
+            clear_env: self.clear_env,
+            cwd: self.cwd.as_deref().map(to_wire),
+        }
+    }
+
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
@@ -1002,22 +1022,7 @@ impl Client {
 
     /// Starts a program. Its argv reaches execve exactly as given.
     pub async fn exec(&self, req: ExecRequest) -> Result<RemoteProcess> {
-        use std::os::unix::ffi::OsStrExt;
-        let b = |s: &std::ffi::OsStr| Bytes::copy_from_slice(s.as_bytes());
-        let start = pb::ExecStart {
-            program: to_wire(&req.program),
-            args: req.args.iter().map(|a| b(a)).collect(),
-            env: req
-                .env
-                .iter()
-                .map(|(k, v)| pb::EnvVar {
-                    name: b(k),
-                    value: b(v),
-                })
-                .collect(),
-            clear_env: req.clear_env,
-            cwd: req.cwd.as_deref().map(to_wire),
-        };
+        let start = req.to_wire();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         tx.send(pb::ExecInput {
             message: Some(exec_input::Message::Start(start)),

@@ -11,13 +11,26 @@
 //!
 //! client -> daemon   b"C" + u16 length + "HOST:PORT"   connect for me
 //! daemon -> client   b"Y" + [socket fd]  |  b"N" + u16 length + reason
+//!
+//! client -> daemon   b"X" + message(ExecStart)          run this for me
+//! daemon -> client   b"Y" + [stdin, stdout, stderr] fds + u32 pid
+//!                  | b"N" + message(ErrorDetail)
+//! then, while it runs:
+//! client -> daemon   b"K" + i32 signal      (any number of times)
+//! daemon -> client   message(ExecExit)      (once, when it has ended)
 //! ```
+//!
+//! `message(M)` is a u32 big-endian length, at most [`MAX_FD_MESSAGE`], then
+//! the protobuf encoding of `M`. For `X`, the socket's end of file (the
+//! client went away) kills the program, as dropping an `Exec` call does.
 //!
 //! `yonder server proxy` (what ssh or `podman exec` runs) hands its stdio to
 //! the daemon instead of copying every byte through itself; a `yonder
 //! forward` on the daemon's own machine receives sockets the daemon connected
 //! (so "as seen from the server" still holds, network namespace included)
-//! and relays them without an HTTP/2 stream.
+//! and relays them without an HTTP/2 stream; the SSH bridge on the daemon's
+//! machine runs programs (the SFTP server, `ssh HOST cmd`) with their pipes
+//! in its own hands, so no byte of theirs crosses the daemon.
 
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use std::io::{IoSlice, IoSliceMut};
@@ -29,16 +42,64 @@ use tokio::net::UnixStream;
 pub const SERVE: u8 = b'S';
 /// Request: connect to the `HOST:PORT` that follows and pass the socket back.
 pub const CONNECT: u8 = b'C';
+/// Request: run the program of the `ExecStart` that follows and pass its
+/// stdio pipes back.
+pub const EXEC: u8 = b'X';
+/// After [`EXEC`]: send the program the signal (an i32) that follows.
+pub const SIGNAL: u8 = b'K';
 /// Reply: done.
 pub const YES: u8 = b'Y';
 /// Reply: refused (for [`CONNECT`], a length-prefixed reason follows).
 pub const NO: u8 = b'N';
 
-/// Room for the fds of one message. Requests carry at most two; a message
+/// Room for the fds of one message. Messages carry at most three; a message
 /// with more is refused. (If a same-user peer sends more than fit here, the
 /// kernel truncates and the ones that fit stay open in this process: bounded
 /// by this number per hostile message, never a crash.)
 const MAX_FDS: usize = 8;
+
+/// Largest length-prefixed message on the socket ([`write_message`]): an
+/// `ExecStart` carries a command line and an environment, far below this.
+pub const MAX_FD_MESSAGE: usize = 1 << 20;
+
+/// Writes `msg` as a u32 big-endian length and its protobuf encoding.
+pub async fn write_message<W, M>(w: &mut W, msg: &M) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    M: prost::Message,
+{
+    use tokio::io::AsyncWriteExt;
+    let body = msg.encode_to_vec();
+    if body.len() > MAX_FD_MESSAGE {
+        return Err(std::io::Error::other(format!(
+            "a {}-byte request is over the {MAX_FD_MESSAGE}-byte limit",
+            body.len()
+        )));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).await
+}
+
+/// Reads one message written by [`write_message`]; refuses one announced
+/// over [`MAX_FD_MESSAGE`] before reading its body.
+pub async fn read_message<R, M>(r: &mut R) -> std::io::Result<M>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    M: prost::Message + Default,
+{
+    use tokio::io::AsyncReadExt;
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FD_MESSAGE {
+        return Err(std::io::Error::other(format!(
+            "a {len}-byte message is over the {MAX_FD_MESSAGE}-byte limit"
+        )));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    M::decode(body.as_slice()).map_err(|e| std::io::Error::other(format!("malformed message: {e}")))
+}
 
 /// Sends `byte` with `fds` attached as one message.
 pub async fn send(sock: &UnixStream, byte: u8, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
@@ -149,6 +210,33 @@ mod tests {
         assert_eq!((byte, fds.len()), (NO, 0));
         drop(a);
         assert!(recv(&b).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn messages_round_trip_and_oversized_ones_are_refused_unread() {
+        use tokio::io::AsyncWriteExt;
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let exit = crate::pb::ExecExit {
+            code: Some(3),
+            signal: None,
+        };
+        write_message(&mut a, &exit).await.unwrap();
+        let got: crate::pb::ExecExit = read_message(&mut b).await.unwrap();
+        assert_eq!(got, exit);
+        // A length past the cap is refused before any body is read.
+        a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let err = read_message::<_, crate::pb::ExecExit>(&mut b)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("over the"), "{err}");
+        // A body that is not the message is an error, not a panic.
+        let mut c = UnixStream::pair().unwrap();
+        c.0.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
+        assert!(
+            read_message::<_, crate::pb::ExecStart>(&mut c.1)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]

@@ -55,3 +55,21 @@ pub const MAX_TREE_ERRORS: usize = 100;
 /// `/proc/sys/fs/pipe-max-size` for an unprivileged user it is refused and
 /// the pipe keeps its default.
 pub const PIPE_SIZE: i32 = 1 << 20;
+
+/// Raises a pipe's capacity to [`PIPE_SIZE`] where the system allows
+/// (`/proc/sys/fs/pipe-max-size`, per-user limits). Refused, or not a pipe:
+/// nothing changes, and the pipe still works at its default size.
+pub fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor the caller holds open.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+}
+
+/// A new close-on-exec pipe, (read end, write end), grown with [`grow_pipe`].
+pub fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::AsFd;
+    let (r, w) = std::io::pipe()?;
+    let (r, w) = (std::os::fd::OwnedFd::from(r), std::os::fd::OwnedFd::from(w));
+    grow_pipe(w.as_fd());
+    Ok((r, w))
+}

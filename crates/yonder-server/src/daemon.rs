@@ -238,6 +238,7 @@ async fn serve_fdpass(conn: tokio::net::UnixStream, routes: Routes, id: u64) {
     match kind {
         fdpass::SERVE => serve_stdio(conn, fds, routes, id).await,
         fdpass::CONNECT => crate::ops::forward::connect_for_peer(conn, id).await,
+        fdpass::EXEC => crate::ops::exec::exec_for_peer(conn, id).await,
         other => tracing::warn!(id, "unknown fd request {other:#04x} refused"),
     }
 }

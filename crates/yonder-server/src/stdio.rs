@@ -52,14 +52,7 @@ impl StdioStream {
             set_nonblocking(fd)?;
             // Bigger pipes from sshd or conmon: fewer wake-ups per MiB on
             // both sides. Refused (limits) or not a pipe: no harm done.
-            // SAFETY: fcntl on a descriptor we own.
-            unsafe {
-                libc::fcntl(
-                    fd.as_raw_fd(),
-                    libc::F_SETPIPE_SZ,
-                    yonder_proto::limits::PIPE_SIZE,
-                )
-            };
+            yonder_proto::limits::grow_pipe(fd.as_fd());
         }
         // SAFETY: each OwnedFd is moved into its AsyncFd, which owns it
         // (open, same description, same number) until it is dropped.

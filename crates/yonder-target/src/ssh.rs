@@ -789,9 +789,9 @@ impl SshHost {
         let stdout = child.stdout.take().expect("piped");
         let stdin = child.stdin.take().expect("piped");
         {
-            use std::os::fd::AsRawFd;
-            grow_pipe(stdout.as_raw_fd());
-            grow_pipe(stdin.as_raw_fd());
+            use std::os::fd::AsFd;
+            yonder_proto::limits::grow_pipe(stdout.as_fd());
+            yonder_proto::limits::grow_pipe(stdin.as_fd());
         }
         Ok(ChildStream {
             io: tokio::io::join(stdout, stdin),
@@ -799,14 +799,6 @@ impl SshHost {
             _askpass: askpass,
         })
     }
-}
-
-/// Raises a pipe's capacity to [`yonder_proto::limits::PIPE_SIZE`] where the system allows
-/// (`/proc/sys/fs/pipe-max-size`, per-user limits); a pipe that stays at
-/// its default still works.
-pub fn grow_pipe(fd: std::os::fd::RawFd) {
-    // SAFETY: fcntl on a descriptor the caller holds open.
-    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, yonder_proto::limits::PIPE_SIZE) };
 }
 
 /// A child's stdio as one duplex stream that owns the child (and kills it

@@ -22,7 +22,7 @@ struct Bridge {
     home: tempfile::TempDir,
     config: PathBuf,
     /// Keeps the local daemon (or the sshd) alive for the test.
-    _daemon: Option<Daemon>,
+    daemon: Option<Daemon>,
     sshd: Option<Sshd>,
 }
 
@@ -60,7 +60,7 @@ impl Bridge {
         let b = Self {
             config: home.path().join("ssh_config"),
             home,
-            _daemon: daemon,
+            daemon,
             sshd,
         };
         b.write_config(target, env);
@@ -225,6 +225,38 @@ fn exec_runs_in_the_users_shell_with_exit_codes_signals_and_stdio() {
     assert_ok("cat", &o);
     assert!(o.stdout == data, "stdin came back intact");
     assert_eq!(text(&o.stderr).trim(), "to-stderr");
+    // The daemon is on this machine: the bridge held the program's pipes
+    // itself (no byte through the daemon).
+    let log = b.daemon.as_ref().unwrap().log();
+    assert!(
+        log.contains("started a program whose pipes a local client holds"),
+        "{log}"
+    );
+
+    // The client hanging up kills the program, as with sshd.
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg(&b.config)
+        .args(["br", "echo $$; exec sleep 300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut ssh = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(ssh.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let pid: u32 = line.trim().parse().unwrap();
+    assert!(pid_alive(pid));
+    ssh.kill().unwrap();
+    ssh.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pid_alive(pid) {
+        assert!(Instant::now() < deadline, "the program outlived its client");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // Environment sent by the client (SendEnv) reaches the command.
     let o = b.ssh(&[
@@ -467,7 +499,7 @@ fn a_terminal_session_sees_its_size_and_resizes() {
     let b = Bridge::local();
     let tmux = Tmux::new(b.home.path());
     terminal_sees_its_size_and_resizes(&b, &tmux, "br");
-    let d = b._daemon.as_ref().unwrap();
+    let d = b.daemon.as_ref().unwrap();
     no_terminals_left(d);
 
     // A client that vanishes (killed, laptop lid closed): its shell is hung
@@ -1018,7 +1050,7 @@ fn sshfs_mount_reads_and_writes() {
 #[test]
 fn ssh_config_add_connect_and_remove() {
     let b = Bridge::local();
-    let d = b._daemon.as_ref().unwrap();
+    let d = b.daemon.as_ref().unwrap();
     let home = b.home.path();
     let config = home.join(".ssh/config");
     let mine = "# my own\nHost other\n    User someone\n";

@@ -196,3 +196,121 @@ async fn dropping_a_running_program_kills_it() {
     // The connection is still good.
     assert!(c.info().await.is_ok());
 }
+
+/// A client on the daemon's machine gets the program's own pipes over the
+/// fd socket: stdin in, stdout and stderr apart, signals, exit status, a
+/// clear error for a missing program, and dropping it kills the program.
+#[tokio::test]
+async fn a_local_client_holds_the_programs_pipes_itself() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Daemon::start();
+    let plain = d.client().await;
+    assert!(
+        plain
+            .exec_direct(&ExecRequest::new("true"))
+            .await
+            .unwrap()
+            .is_none(),
+        "without the fd socket: no direct path"
+    );
+    let fdpass = d.run_dir().join("fdpass.sock");
+    let c = plain.with_fdpass(fdpass.clone());
+
+    // 3 MiB through `cat` and back, stderr apart, exit code 7.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let mut p = c
+        .exec_direct(&ExecRequest::new("sh").args(["-c", "cat; echo err >&2; exit 7"]))
+        .await
+        .unwrap()
+        .expect("a direct program");
+    let mut stdin = p.stdin.take().unwrap();
+    let input = data.clone();
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&input).await.unwrap();
+        // Dropping closes the program's stdin.
+    });
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let (a, b) = tokio::join!(
+        p.stdout.read_to_end(&mut out),
+        p.stderr.read_to_end(&mut err)
+    );
+    a.unwrap();
+    b.unwrap();
+    writer.await.unwrap();
+    assert!(out == data, "stdout is stdin, byte for byte");
+    assert_eq!(err, b"err\n");
+    let status = p.wait().await.unwrap();
+    assert_eq!((status.code, status.signal), (Some(7), None));
+    assert!(
+        d.log()
+            .contains("started a program whose pipes a local client holds")
+    );
+
+    // A signal through the daemon.
+    let mut p = c
+        .exec_direct(&ExecRequest::new("sleep").arg("100"))
+        .await
+        .unwrap()
+        .unwrap();
+    p.control().signal(libc::SIGTERM).await.unwrap();
+    let status = p.wait().await.unwrap();
+    assert_eq!((status.code, status.signal), (None, Some(libc::SIGTERM)));
+
+    // A missing program: the same typed error as `exec`.
+    let e = c
+        .exec_direct(&ExecRequest::new("/no/such/program"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(
+        e.path.as_deref(),
+        Some(std::path::Path::new("/no/such/program"))
+    );
+
+    // Dropping it kills the program.
+    let pidfile = d.work().join("direct-pid");
+    let script = format!("echo $$ > {}; exec sleep 1000", pidfile.display());
+    let p = c
+        .exec_direct(&ExecRequest::new("sh").args(["-c", &script]))
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("pid file", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, p.pid, "the daemon reports the program's pid");
+    assert!(pid_alive(pid));
+    drop(p);
+    eventually("the program is killed", || !pid_alive(pid)).await;
+
+    // Hostile requests close their own connection only.
+    for junk in [
+        &b"X\xff\xff\xff\xff"[..],
+        b"X\x00\x00\x00\x03\xff\xff\xff",
+        b"X\x00\x00\x00\x00",
+    ] {
+        let mut raw = tokio::net::UnixStream::connect(&fdpass).await.unwrap();
+        raw.write_all(junk).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            raw.read_to_end(&mut rest),
+        )
+        .await
+        .unwrap();
+        assert!(rest.is_empty() || rest[0] == b'N', "{junk:?}: {rest:?}");
+    }
+    let mut p = c
+        .exec_direct(&ExecRequest::new("true"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.wait().await.unwrap().success());
+}

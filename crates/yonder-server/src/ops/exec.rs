@@ -31,7 +31,8 @@ fn out(m: exec_output::Message) -> Result<pb::ExecOutput, Status> {
     Ok(pb::ExecOutput { message: Some(m) })
 }
 
-fn spawn(start: &pb::ExecStart) -> Result<Child, RemoteError> {
+/// The command `start` describes, stdio not yet set.
+fn command(start: &pb::ExecStart) -> Result<(Command, std::path::PathBuf), RemoteError> {
     let program = request_path(&start.program)?;
     let mut cmd = Command::new(&program);
     cmd.args(start.args.iter().map(|a| OsStr::from_bytes(a)));
@@ -67,18 +68,25 @@ fn spawn(start: &pb::ExecStart) -> Result<Child, RemoteError> {
         }
         cmd.current_dir(cwd);
     }
+    // Dropping the call (client cancelled, connection lost) kills the program.
+    cmd.kill_on_drop(true);
+    Ok((cmd, program))
+}
+
+fn spawn_error(e: &std::io::Error, program: &std::path::Path) -> RemoteError {
+    let mut err = RemoteError::from_io(e, program);
+    if err.kind == ErrorKind::NotFound {
+        err.message = "no such program (looked up in PATH when it has no slash)".into();
+    }
+    err
+}
+
+fn spawn(start: &pb::ExecStart) -> Result<Child, RemoteError> {
+    let (mut cmd, program) = command(start)?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // Dropping the call (client cancelled, connection lost) kills the program.
-    cmd.kill_on_drop(true);
-    cmd.spawn().map_err(|e| {
-        let mut err = RemoteError::from_io(&e, &program);
-        if err.kind == ErrorKind::NotFound {
-            err.message = "no such program (looked up in PATH when it has no slash)".into();
-        }
-        err
-    })
+    cmd.spawn().map_err(|e| spawn_error(&e, &program))
 }
 
 async fn pump<R: AsyncRead + Unpin>(
@@ -219,4 +227,109 @@ impl Process for ProcessService {
     ) -> Result<Response<Self::ExecStream>, Status> {
         Ok(Response::new(run(req.into_inner()).await?))
     }
+}
+
+/// Starts a program for a client on this machine ([`yonder_proto::fdpass`]'s
+/// `X` request) and passes the client its stdin, stdout and stderr pipes:
+/// the program's bytes never cross the daemon. The daemon keeps the child,
+/// forwards the client's signals, reports the exit, and kills the program
+/// when the client goes away (as dropping an `Exec` call does).
+pub async fn exec_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
+    use std::os::fd::AsFd;
+    use yonder_proto::fdpass;
+    let start = match tokio::time::timeout(
+        crate::daemon::HANDSHAKE_TIMEOUT,
+        fdpass::read_message::<_, pb::ExecStart>(&mut conn),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(id, "malformed exec request: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let started = (|| {
+        let (mut cmd, program) = command(&start)?;
+        let io = |e: std::io::Error| {
+            RemoteError::new(
+                ErrorKind::Io,
+                format!("cannot make the program's pipes: {e}"),
+            )
+        };
+        let (stdin_r, stdin_w) = yonder_proto::limits::pipe().map_err(io)?;
+        let (stdout_r, stdout_w) = yonder_proto::limits::pipe().map_err(io)?;
+        let (stderr_r, stderr_w) = yonder_proto::limits::pipe().map_err(io)?;
+        cmd.stdin(stdin_r).stdout(stdout_w).stderr(stderr_w);
+        let child = cmd.spawn().map_err(|e| spawn_error(&e, &program))?;
+        // `cmd` holds the child's ends: they must close here, or the
+        // client would never see end of file on the program's output.
+        drop(cmd);
+        Ok::<_, RemoteError>((child, [stdin_w, stdout_r, stderr_r]))
+    })();
+    let (mut child, fds) = match started {
+        Ok(v) => v,
+        Err(err) => {
+            tracing::info!(id, "exec for a local client failed: {err}");
+            if fdpass::send(&conn, fdpass::NO, &[]).await.is_ok() {
+                let _ = fdpass::write_message(&mut conn, &err.to_detail()).await;
+            }
+            return;
+        }
+    };
+    let pid = child.id().unwrap_or(0);
+    tracing::info!(
+        id,
+        pid,
+        "started a program whose pipes a local client holds"
+    );
+    let sent = async {
+        let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        fdpass::send(&conn, fdpass::YES, &borrowed).await?;
+        conn.write_u32(pid).await
+    };
+    if sent.await.is_err() {
+        // Gone before it got the pipes: dropping the child kills it.
+        return;
+    }
+    drop(fds);
+    let (mut rd, mut wr) = conn.into_split();
+    let signals = async {
+        loop {
+            let mut tag = [0u8; 1];
+            match rd.read_exact(&mut tag).await {
+                Ok(_) if tag[0] == fdpass::SIGNAL => match rd.read_i32().await {
+                    // SAFETY: kill(2) on our own child, not yet reaped
+                    // (the wait is in this same task).
+                    Ok(sig) => unsafe {
+                        libc::kill(pid as i32, sig);
+                    },
+                    Err(_) => return,
+                },
+                // End of file, an error, or bytes that are not a request:
+                // the client is gone or broken either way.
+                _ => return,
+            }
+        }
+    };
+    let status = tokio::select! {
+        s = child.wait() => s,
+        () = signals => {
+            tracing::info!(id, pid, "the client went away: program killed");
+            let _ = child.kill().await;
+            return;
+        }
+    };
+    let exit = match status {
+        Ok(s) => pb::ExecExit {
+            code: s.code(),
+            signal: s.signal(),
+        },
+        Err(e) => {
+            tracing::warn!(id, pid, "waiting for the program: {e}");
+            return;
+        }
+    };
+    let _ = fdpass::write_message(&mut wr, &exit).await;
 }
