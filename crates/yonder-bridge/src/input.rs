@@ -33,6 +33,12 @@ use tokio::sync::mpsc;
 /// moving across the round trip of a window grant.
 pub(crate) const WINDOW: u32 = 2 * 1024 * 1024;
 
+/// Window taken by the program that is granted back in one message once
+/// this much has gone in (or at once, when no more input is queued). sshd
+/// batches its window messages likewise; one per 32 KiB packet cost the
+/// session loop an encrypted packet each.
+const GRANT_BATCH: u32 = WINDOW / 8;
+
 /// Input queued for the program beyond which the client is ignoring its
 /// window (OpenSSH never does): the channel is closed rather than memory
 /// grown. Twice the window, as russh may still grant one window on receipt
@@ -87,6 +93,9 @@ pub(crate) async fn pump<S: InputSink>(
         let (sink, handle, queued) = (sink.clone(), handle.clone(), queued.clone());
         tokio::spawn(async move {
             let mut open = true;
+            // Taken but not yet granted back: granted in batches, as sshd
+            // does, rather than one window message per 32 KiB packet.
+            let mut owed: u32 = 0;
             while let Some(input) = data_rx.recv().await {
                 match input {
                     Input::Data(data) => {
@@ -96,7 +105,13 @@ pub(crate) async fn pump<S: InputSink>(
                         }
                         queued.fetch_sub(n, Ordering::Relaxed);
                         // n fits: one SSH packet.
-                        let _ = handle.grant_window(id, n as u32);
+                        owed += n as u32;
+                        // Grant at once when nothing else is queued (the
+                        // client may be waiting), else in batches.
+                        if owed >= GRANT_BATCH || data_rx.is_empty() {
+                            let _ = handle.grant_window(id, owed);
+                            owed = 0;
+                        }
                     }
                     Input::Eof => {
                         if open {

@@ -80,7 +80,7 @@ pub async fn ssh_proxy(run_dir: Option<&Path>, args: SshProxyArgs) -> anyhow::Re
     use tokio::signal::unix::{SignalKind, signal};
     let _hangup = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
     let _interrupt = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
-    let stdio = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+    let stdio = proxy_stdio();
     let config = BridgeConfig {
         host_key,
         allowed_keys,
@@ -90,6 +90,30 @@ pub async fn ssh_proxy(run_dir: Option<&Path>, args: SshProxyArgs) -> anyhow::Re
         // Already printed by `connect`.
         Err(BridgeError::Target(_)) => Err(crate::exit_with(EXIT_UNREACHABLE.into())),
         Err(e) => Err(unreachable(anyhow::Error::new(e))),
+    }
+}
+
+/// A duplex byte stream, boxed: the proxy's stdio is one of two kinds.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
+
+/// ssh's pipes to its ProxyCommand, polled directly (non-blocking, 1 MiB
+/// pipes); tokio's stdin and stdout would hand every read and write to a
+/// blocking thread, two thread hops per chunk on the bridge's data path.
+/// A terminal or a file on stdio (someone running `ssh-proxy` by hand)
+/// falls back to those.
+fn proxy_stdio() -> Box<dyn Duplex> {
+    let fds = (|| {
+        let read = std::io::stdin().as_fd().try_clone_to_owned()?;
+        let write = std::io::stdout().as_fd().try_clone_to_owned()?;
+        yonder_server::stdio::StdioStream::new(read, write)
+    })();
+    match fds {
+        Ok(s) => Box::new(s),
+        Err(e) => {
+            tracing::debug!("stdio through tokio's blocking threads: {e}");
+            Box::new(tokio::io::join(tokio::io::stdin(), tokio::io::stdout()))
+        }
     }
 }
 

@@ -355,6 +355,27 @@ fn wrong_key_is_refused_and_the_host_key_is_stable() {
     );
 }
 
+/// ssh's pipes are polled directly; stdio that cannot be polled (here
+/// /dev/null, a character device; by hand, a terminal) still works through
+/// the fallback: the proxy greets, sees end of input and exits.
+#[test]
+fn the_proxy_speaks_on_stdio_that_cannot_be_polled() {
+    let b = Bridge::local();
+    let o = Command::new(YONDER)
+        .args(["ssh-proxy", "local"])
+        .env("HOME", b.home.path())
+        .env("YONDER_RUNTIME_DIR", b.daemon.as_ref().unwrap().run_dir())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        o.stdout.starts_with(b"SSH-2.0-yonder_"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
 #[test]
 fn a_target_that_cannot_start_is_a_clear_error() {
     // Nothing listens on port 1 of loopback.
