@@ -234,14 +234,7 @@ impl ExecRequest {
         pb::ExecStart {
             program: to_wire(&self.program),
             args: self.args.iter().map(|a| b(a)).collect(),
-            env: self
-                .env
-                .iter()
-                .map(|(k, v)| pb::EnvVar {
-                    name: b(k),
-                    value: b(v),
-                })
-                .collect(),
+            env: env_to_wire(&self.env),
             clear_env: self.clear_env,
             cwd: self.cwd.as_deref().map(to_wire),
         }
@@ -261,6 +254,17 @@ impl ExecRequest {
         self.args.extend(a.into_iter().map(Into::into));
         self
     }
+}
+
+/// Environment variables as the wire carries them: bytes, exactly.
+fn env_to_wire(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Vec<pb::EnvVar> {
+    use std::os::unix::ffi::OsStrExt;
+    env.iter()
+        .map(|(k, v)| pb::EnvVar {
+            name: Bytes::copy_from_slice(k.as_bytes()),
+            value: Bytes::copy_from_slice(v.as_bytes()),
+        })
+        .collect()
 }
 
 /// One thing a running program did.

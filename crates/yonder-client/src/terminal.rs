@@ -130,14 +130,7 @@ impl Client {
             program: req.program.as_deref().map(to_wire).unwrap_or_default(),
             args: req.args.iter().map(|a| b(a)).collect(),
             cwd: req.cwd.as_deref().map(to_wire),
-            env: req
-                .env
-                .iter()
-                .map(|(k, v)| pb::EnvVar {
-                    name: b(k),
-                    value: b(v),
-                })
-                .collect(),
+            env: crate::env_to_wire(&req.env),
             size: Some(pb::TerminalSize {
                 rows: req.rows.max(1).into(),
                 cols: req.cols.max(1).into(),

@@ -162,11 +162,7 @@ async fn stdin_signals_and_exit_status_through_the_library() {
         .exec(ExecRequest::new("/no/such/program"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::NotFound);
-    assert_eq!(
-        e.path.as_deref(),
-        Some(std::path::Path::new("/no/such/program"))
-    );
+    assert_names_the_missing_program(&e);
 }
 
 #[tokio::test]
@@ -179,15 +175,7 @@ async fn dropping_a_running_program_kills_it() {
         .exec(ExecRequest::new("sh").args(["-c", &script]))
         .await
         .unwrap();
-    eventually("pid file", || {
-        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
-    })
-    .await;
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pidfile).await;
     assert!(pid_alive(pid));
     // Read nothing more: just drop the call.
     let _ = &mut p;
@@ -262,11 +250,7 @@ async fn a_local_client_holds_the_programs_pipes_itself() {
         .exec_direct(&ExecRequest::new("/no/such/program"))
         .await
         .unwrap_err();
-    assert_eq!(e.kind, ErrorKind::NotFound);
-    assert_eq!(
-        e.path.as_deref(),
-        Some(std::path::Path::new("/no/such/program"))
-    );
+    assert_names_the_missing_program(&e);
 
     // Dropping it kills the program.
     let pidfile = d.work().join("direct-pid");
@@ -276,15 +260,7 @@ async fn a_local_client_holds_the_programs_pipes_itself() {
         .await
         .unwrap()
         .unwrap();
-    eventually("pid file", || {
-        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
-    })
-    .await;
-    let pid: u32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pidfile).await;
     assert_eq!(pid, p.pid, "the daemon reports the program's pid");
     assert!(pid_alive(pid));
     drop(p);
@@ -313,4 +289,26 @@ async fn a_local_client_holds_the_programs_pipes_itself() {
         .unwrap()
         .unwrap();
     assert!(p.wait().await.unwrap().success());
+}
+
+/// The pid a test script wrote to `path` (`echo $$ > path`), once written.
+async fn read_pid(path: &std::path::Path) -> u32 {
+    eventually("pid file", || {
+        std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))
+    })
+    .await;
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The typed error for `/no/such/program`: not found, naming it.
+fn assert_names_the_missing_program(e: &yonder_client::RemoteError) {
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    assert_eq!(
+        e.path.as_deref(),
+        Some(std::path::Path::new("/no/such/program"))
+    );
 }
