@@ -40,7 +40,53 @@ fn host_run_base() -> PathBuf {
     state_dir().join("dc")
 }
 
-fn new_host_run_dir() -> Option<PathBuf> {
+/// A file in each shared folder naming the engine program whose container
+/// uses it: only that engine can tell whether the folder is still in use.
+const HOST_RUN_ENGINE: &str = ".engine";
+
+/// A shared folder no container of this engine names any more (removed with
+/// `podman rm` rather than `yonder down`) is deleted once it is this old: a
+/// younger one may belong to an `up` that has not created its container yet.
+const HOST_RUN_SWEEP_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// Deletes shared folders left by this engine's containers that are gone.
+/// Folders of other engines, or without the marker (made by an older
+/// yonder), are left alone. Best effort: any error leaves things as they are.
+async fn sweep_host_run_dirs(engine: &Engine) {
+    let Ok(entries) = std::fs::read_dir(host_run_base()) else {
+        return;
+    };
+    let Ok(ids) = engine
+        .find(&[(LABEL_HOST_RUN.to_string(), String::new())])
+        .await
+    else {
+        return;
+    };
+    let Ok(containers) = engine.inspect(&ids).await else {
+        return;
+    };
+    let used: std::collections::HashSet<PathBuf> = containers
+        .iter()
+        .filter_map(|c| c.labels.get(LABEL_HOST_RUN).map(PathBuf::from))
+        .collect();
+    let ours = engine.program.to_string_lossy();
+    for e in entries.flatten() {
+        let dir = e.path();
+        let mine = std::fs::read_to_string(dir.join(HOST_RUN_ENGINE)).is_ok_and(|p| p == ours);
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > HOST_RUN_SWEEP_AGE);
+        if mine && old && !used.contains(&dir) {
+            tracing::info!("removing {}: its container is gone", dir.display());
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+fn new_host_run_dir(engine: &Engine) -> Option<PathBuf> {
     use std::hash::BuildHasher;
     use std::os::unix::fs::PermissionsExt;
     let base = host_run_base();
@@ -53,6 +99,11 @@ fn new_host_run_dir() -> Option<PathBuf> {
     );
     let dir = base.join(name);
     std::fs::create_dir(&dir).ok()?;
+    std::fs::write(
+        dir.join(HOST_RUN_ENGINE),
+        engine.program.to_string_lossy().as_bytes(),
+    )
+    .ok()?;
     // Sticky and world-writable: whichever user the container runs its
     // server as makes its own 0700 folder inside.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).ok()?;
@@ -1073,7 +1124,8 @@ pub async fn up(engine: &Engine, r: &Resolved, opts: &UpOptions) -> Result<UpOut
             let image = update_uid(engine, r, &merged, image, &inspect).await?;
             let label = serde_json::to_string(&snippets).expect("json");
             // A folder name with a comma would break the --mount syntax.
-            let host_run = new_host_run_dir().filter(|h| !h.to_string_lossy().contains(','));
+            sweep_host_run_dirs(engine).await;
+            let host_run = new_host_run_dir(engine).filter(|h| !h.to_string_lossy().contains(','));
             let args = run_args(
                 r,
                 engine,

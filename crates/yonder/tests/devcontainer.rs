@@ -151,6 +151,49 @@ fn up_runs_the_lifecycle_and_every_command_works_inside() {
     assert!(err.contains("yonder up"), "{err}");
 }
 
+/// The host folders shared with containers: one left by a container removed
+/// with `podman rm` (not `yonder down`) is swept by the next `up` once it
+/// is old; a young one, one in use, and one without yonder's engine marker
+/// stay.
+#[test]
+fn up_sweeps_the_folder_of_a_container_removed_behind_its_back() {
+    let p = Project::base();
+    let dc = p.state.path().join("dc");
+    let folders = || -> std::collections::BTreeSet<std::path::PathBuf> {
+        dc.read_dir().unwrap().flatten().map(|e| e.path()).collect()
+    };
+    let v = p.up_ok(&[]);
+    let first = folders();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let gone = first.iter().next().unwrap().clone();
+    let id = v["containerId"].as_str().unwrap().to_string();
+    let st = podman().args(["rm", "-f", &id]).status().unwrap();
+    assert!(st.success());
+    // Not yonder's (no marker), and a young orphan of this engine.
+    let foreign = dc.join("not-ours");
+    std::fs::create_dir(&foreign).unwrap();
+    let young = dc.join("young");
+    std::fs::create_dir(&young).unwrap();
+    std::fs::copy(gone.join(".engine"), young.join(".engine")).unwrap();
+    for d in [&gone, &foreign] {
+        let st = Command::new("touch")
+            .args(["-d", "2 hours ago"])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let v2 = p.up_ok(&[]);
+    assert_ne!(v2["containerId"], v["containerId"], "a new container");
+    let now = folders();
+    assert!(!now.contains(&gone), "the orphan is swept: {now:?}");
+    assert!(now.contains(&foreign) && now.contains(&young), "{now:?}");
+    assert_eq!(now.len(), 3, "plus the new container's: {now:?}");
+    // A second `up` reuses the running container and keeps its folder.
+    p.up_ok(&[]);
+    assert_eq!(folders(), now);
+}
+
 #[test]
 fn a_changed_config_is_detected_and_rebuild_or_remove_existing_recreate() {
     let p = Project::new(&format!(
