@@ -6,7 +6,8 @@
 //! peer's uid besides. Each connection carries one request:
 //!
 //! ```text
-//! proxy  -> daemon   b"S" + [stdin, stdout] fds   serve HTTP/2 on these fds
+//! proxy  -> daemon   b"S" + [stdin, stdout] fds + message(SessionEnv)
+//!                                                   serve HTTP/2 on these fds
 //! daemon -> proxy    b"Y" (then holds the socket open while it serves) | b"N"
 //!
 //! client -> daemon   b"C" + u16 length + "HOST:PORT"   connect for me

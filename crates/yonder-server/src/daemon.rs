@@ -165,6 +165,7 @@ async fn serve_connection<S>(
     mut stream: S,
     token: Option<Arc<Vec<u8>>>,
     routes: Routes,
+    session: Option<crate::session::SessionEnv>,
     id: u64,
     kind: &'static str,
 ) where
@@ -199,6 +200,16 @@ async fn serve_connection<S>(
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    // Every request of this connection carries its session's environment.
+    let routes = tower::ServiceExt::map_request(
+        routes,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            if let Some(env) = &session {
+                req.extensions_mut().insert(env.clone());
+            }
+            req
+        },
+    );
     let svc = TowerToHyperService::new(routes);
     match h2.serve_connection(TokioIo::new(stream), svc).await {
         Ok(()) => tracing::info!(id, kind, "connection closed"),
@@ -246,7 +257,7 @@ async fn serve_fdpass(conn: tokio::net::UnixStream, routes: Routes, id: u64) {
 /// Serves a connection on the stdin and stdout a `yonder server proxy`
 /// handed over, for as long as the proxy lives.
 async fn serve_stdio(
-    conn: tokio::net::UnixStream,
+    mut conn: tokio::net::UnixStream,
     fds: Vec<std::os::fd::OwnedFd>,
     routes: Routes,
     id: u64,
@@ -269,11 +280,31 @@ async fn serve_stdio(
             return;
         }
     };
+    // The proxy's environment follows its fds.
+    let env = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        fdpass::read_message::<_, yonder_proto::pb::SessionEnv>(&mut conn),
+    )
+    .await;
+    let session = match env {
+        Ok(Ok(env)) => crate::session::SessionEnv::new(env),
+        Ok(Err(e)) => {
+            tracing::warn!(id, "malformed session environment from a proxy: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(
+                id,
+                "no session environment from a proxy within {HANDSHAKE_TIMEOUT:?}"
+            );
+            return;
+        }
+    };
     if fdpass::send(&conn, fdpass::YES, &[]).await.is_err() {
         return;
     }
     tokio::select! {
-        () = serve_connection(stream, None, routes, id, "stdio") => {}
+        () = serve_connection(stream, None, routes, Some(session), id, "stdio") => {}
         // The proxy exits when its ssh session or `exec` is killed: the
         // connection ends with it, as it did when the proxy relayed.
         _ = fdpass::recv(&conn) => tracing::info!(id, "the proxy went away: connection closed"),
@@ -446,7 +477,7 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
                     let guard = ConnectionGuard::new(&activity);
                     let routes = routes.clone();
                     tokio::spawn(async move {
-                        serve_connection(s, None, routes, id, "unix").await;
+                        serve_connection(s, None, routes, None, id, "unix").await;
                         drop(guard);
                     });
                 }
@@ -480,7 +511,7 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
                     let routes = routes.clone();
                     let token = token.clone();
                     tokio::spawn(async move {
-                        serve_connection(s, token, routes, id, "tcp").await;
+                        serve_connection(s, token, routes, None, id, "tcp").await;
                         drop(guard);
                     });
                 }

@@ -6,6 +6,7 @@
 //!   token), exiting when idle;
 //! - [`proxy`]: `yonder server proxy`, which relays its stdio to the daemon,
 //!   starting it first when none runs (this is what SSH and containers run);
+//! - [`session`]: the environment of the session that carried a connection;
 //! - [`rundir`]: where the daemon's socket, lock and log live, and how a daemon
 //!   is started race-free.
 
@@ -13,4 +14,5 @@ pub mod daemon;
 pub mod ops;
 pub mod proxy;
 pub mod rundir;
+pub mod session;
 pub mod stdio;

@@ -31,8 +31,8 @@ pub async fn run(run: &RunDir, exe: &Path, daemon_args: &[String]) -> Result<(),
     use std::os::fd::AsFd;
     let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
     if crate::stdio::pollable(stdin.as_fd()) && crate::stdio::pollable(stdout.as_fd()) {
-        let conn = run.connect_or_start_fdpass(exe, daemon_args).await?;
-        match hand_over(&conn, stdin.as_fd(), stdout.as_fd()).await {
+        let mut conn = run.connect_or_start_fdpass(exe, daemon_args).await?;
+        match hand_over(&mut conn, stdin.as_fd(), stdout.as_fd()).await {
             // Served: the daemon is done with the connection when it closes
             // this socket (or the proxy is killed with its session).
             Ok(true) => {
@@ -55,13 +55,15 @@ pub async fn run(run: &RunDir, exe: &Path, daemon_args: &[String]) -> Result<(),
         .map_err(ProxyError::Relay)
 }
 
-/// Sends stdin and stdout to the daemon; `false` if it declined them.
+/// Sends stdin, stdout and this session's environment to the daemon;
+/// `false` if it declined them.
 async fn hand_over(
-    conn: &tokio::net::UnixStream,
+    conn: &mut tokio::net::UnixStream,
     stdin: std::os::fd::BorrowedFd<'_>,
     stdout: std::os::fd::BorrowedFd<'_>,
 ) -> std::io::Result<bool> {
     fdpass::send(conn, fdpass::SERVE, &[stdin, stdout]).await?;
+    fdpass::write_message(conn, &crate::session::SessionEnv::current()).await?;
     match fdpass::recv(conn).await? {
         Some((fdpass::YES, _)) => Ok(true),
         Some(_) => Ok(false),

@@ -982,3 +982,37 @@ fn without_a_master_every_session_logs_in_by_itself() {
     let logins = s.log().matches("Accepted publickey").count();
     assert!(logins >= 2, "{logins} logins:\n{}", s.log());
 }
+
+/// The daemon outlives the session that started it; each later connection's
+/// programs get the environment of the ssh session that carried it (here a
+/// variable the client sends), and nothing left over from the first.
+#[test]
+fn programs_get_the_environment_of_their_own_session() {
+    let s = Sshd::start_with(&["-o", "AcceptEnv=YONDER_TEST_SESSION"]);
+    s.write_config(
+        "config",
+        "yt",
+        "id_ed25519",
+        "known_hosts",
+        "  SendEnv YONDER_TEST_SESSION\n",
+    );
+    let echo = |mark: Option<&str>| -> String {
+        let mut c = s.cli();
+        c.env_remove("YONDER_TEST_SESSION");
+        if let Some(m) = mark {
+            c.env("YONDER_TEST_SESSION", m);
+        }
+        c.args([
+            "exec",
+            "yt",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$YONDER_TEST_SESSION]\"",
+        ]);
+        String::from_utf8(ok(&mut c)).unwrap()
+    };
+    assert_eq!(echo(Some("first")), "[first]\n");
+    assert_eq!(echo(Some("second")), "[second]\n");
+    assert_eq!(echo(None), "[]\n", "nothing left from earlier sessions");
+}

@@ -7,6 +7,7 @@
 //! the queue fills, the pipes fill, and the program waits: nothing is dropped.
 
 use super::request_path;
+use crate::session::SessionEnv;
 use bytes::{Bytes, BytesMut};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -32,10 +33,16 @@ fn out(m: exec_output::Message) -> Result<pb::ExecOutput, Status> {
 }
 
 /// The command `start` describes, stdio not yet set.
-fn command(start: &pb::ExecStart) -> Result<(Command, std::path::PathBuf), RemoteError> {
+fn command(
+    start: &pb::ExecStart,
+    session: Option<&SessionEnv>,
+) -> Result<(Command, std::path::PathBuf), RemoteError> {
     let program = request_path(&start.program)?;
     let mut cmd = Command::new(&program);
     cmd.args(start.args.iter().map(|a| OsStr::from_bytes(a)));
+    if let Some(env) = session {
+        env.apply(&mut cmd);
+    }
     if start.clear_env {
         cmd.env_clear();
     }
@@ -81,8 +88,8 @@ fn spawn_error(e: &std::io::Error, program: &std::path::Path) -> RemoteError {
     err
 }
 
-fn spawn(start: &pb::ExecStart) -> Result<Child, RemoteError> {
-    let (mut cmd, program) = command(start)?;
+fn spawn(start: &pb::ExecStart, session: Option<&SessionEnv>) -> Result<Child, RemoteError> {
+    let (mut cmd, program) = command(start, session)?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -150,7 +157,10 @@ async fn feed(
     }
 }
 
-async fn run(mut input: Streaming<pb::ExecInput>) -> Result<OutStream, RemoteError> {
+async fn run(
+    mut input: Streaming<pb::ExecInput>,
+    session: Option<SessionEnv>,
+) -> Result<OutStream, RemoteError> {
     let first = input
         .message()
         .await
@@ -162,7 +172,7 @@ async fn run(mut input: Streaming<pb::ExecInput>) -> Result<OutStream, RemoteErr
             "an exec call must begin with its start message",
         ));
     };
-    let mut child = spawn(&start)?;
+    let mut child = spawn(&start, session.as_ref())?;
     let pid = child.id();
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let stdout = child.stdout.take().expect("piped");
@@ -225,7 +235,8 @@ impl Process for ProcessService {
         &self,
         req: Request<Streaming<pb::ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        Ok(Response::new(run(req.into_inner()).await?))
+        let session = SessionEnv::of(&req);
+        Ok(Response::new(run(req.into_inner(), session).await?))
     }
 }
 
@@ -251,7 +262,8 @@ pub async fn exec_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
         Err(_) => return,
     };
     let started = (|| {
-        let (mut cmd, program) = command(&start)?;
+        // A client on this machine: the daemon's own environment.
+        let (mut cmd, program) = command(&start, None)?;
         let io = |e: std::io::Error| {
             RemoteError::new(
                 ErrorKind::Io,

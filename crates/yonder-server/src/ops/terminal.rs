@@ -16,6 +16,7 @@
 
 use super::pty::{self, PtyMaster};
 use super::request_path;
+use crate::session::SessionEnv;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -245,6 +246,7 @@ impl Registry {
     async fn open(
         self: &Arc<Self>,
         req: pb::OpenTerminalRequest,
+        session: Option<SessionEnv>,
     ) -> Result<Arc<Term>, RemoteError> {
         let size = req.size.unwrap_or(pb::TerminalSize { rows: 24, cols: 80 });
         let rows = u16::try_from(size.rows).unwrap_or(u16::MAX);
@@ -293,6 +295,9 @@ impl Registry {
         }
         cmd.args(req.args.iter().map(|a| OsStr::from_bytes(a)));
         cmd.current_dir(&cwd);
+        if let Some(env) = &session {
+            env.apply(&mut cmd);
+        }
         cmd.env("TERM", "xterm-256color");
         for v in &req.env {
             if v.name.is_empty() || v.name.contains(&b'=') || v.name.contains(&0) {
@@ -505,7 +510,8 @@ impl Terminal for TerminalService {
         &self,
         req: Request<pb::OpenTerminalRequest>,
     ) -> Result<Response<pb::TerminalInfo>, Status> {
-        let term = self.registry.open(req.into_inner()).await?;
+        let session = SessionEnv::of(&req);
+        let term = self.registry.open(req.into_inner(), session).await?;
         Ok(Response::new(term.info()))
     }
 
