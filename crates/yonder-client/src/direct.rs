@@ -38,11 +38,7 @@ impl Client {
         let Ok(mut conn) = UnixStream::connect(path).await else {
             return Ok(None);
         };
-        let target = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let target = yonder_proto::host_port(host, port);
         let io = |e: io::Error| {
             RemoteError::new(
                 ErrorKind::Io,

@@ -19,6 +19,16 @@ pub mod tree;
 
 pub use error::RemoteError;
 
+/// `host:port`, with brackets around an IPv6 address (`[::1]:22`): how
+/// every side names a forward's endpoint, in messages and on `fdpass.sock`.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// Code generated from `proto/yonder/v1/yonder.proto`.
 #[allow(clippy::all, missing_docs)]
 pub mod pb {

@@ -27,9 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use yonder_proto::RemoteError;
 use yonder_proto::limits::{DATA_CHUNK, STREAM_QUEUE};
 use yonder_proto::pb::{self, ErrorKind, forward_server::Forward, listen_event, tunnel_message};
+use yonder_proto::{RemoteError, host_port};
 
 type RespStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
 
@@ -230,15 +230,6 @@ async fn dial(target: &pb::TcpTarget) -> Result<TcpStream, Status> {
     // data into large chunks anyway.
     let _ = sock.set_nodelay(true);
     Ok(sock)
-}
-
-/// `host:port`, with brackets around an IPv6 address.
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 #[tonic::async_trait]
