@@ -19,8 +19,9 @@ const USER: &str = "yondertest";
 /// Latency samples: the best of these is reported (the floor, which is
 /// what the code costs; the rest is scheduling noise on a shared machine).
 const RUNS: usize = 10;
-/// Bulk transfers are long enough to average out; best of two.
-const BULK_RUNS: usize = 2;
+/// Bulk transfers and tree copies: best of three each side, taken in turns
+/// (see [`interleaved`]).
+const BULK_RUNS: usize = 3;
 const GIB: u64 = 1 << 30;
 /// The dev container's image (made by scripts/setup).
 const BASE_IMAGE: &str = "localhost/yonder-test-base:bookworm-1";
@@ -126,6 +127,21 @@ fn best(n: usize, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Re
         b = b.min(f()?);
     }
     Ok(b)
+}
+
+/// The best of `n` runs each of `f("bridge")` and `f("sshd")`, taken in
+/// turns, so that a machine whose speed drifts (other work, disk
+/// writeback) weighs on both sides alike.
+fn interleaved(
+    n: usize,
+    mut f: impl FnMut(&str) -> anyhow::Result<Duration>,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (mut b, mut s) = (Duration::MAX, Duration::MAX);
+    for _ in 0..n {
+        b = b.min(f("bridge")?);
+        s = s.min(f("sshd")?);
+    }
+    Ok((b, s))
 }
 
 fn ms(d: Duration) -> String {
@@ -278,7 +294,7 @@ fn main() -> anyhow::Result<()> {
     let down = base.join("down");
     for tool in ["sftp", "scp"] {
         let up = |h: &str| {
-            best(BULK_RUNS, || {
+            best(1, || {
                 let target = dst(h).join("big");
                 if tool == "sftp" {
                     sh(&format!(
@@ -297,7 +313,7 @@ fn main() -> anyhow::Result<()> {
                 }
             })
         };
-        let (ub, us) = (up("bridge")?, up("sshd")?);
+        let (ub, us) = interleaved(BULK_RUNS, up)?;
         rows.push((
             format!("{tool} upload 1 GiB (goal ≥ 0.8× sshd)"),
             mib_s(GIB, ub),
@@ -305,7 +321,7 @@ fn main() -> anyhow::Result<()> {
             format!("{:.2}× sshd", ratio(ub, us)),
         ));
         let get = |h: &str| {
-            best(BULK_RUNS, || {
+            best(1, || {
                 let _ = std::fs::remove_file(&down);
                 let source = dst(h).join("big");
                 if tool == "sftp" {
@@ -325,7 +341,7 @@ fn main() -> anyhow::Result<()> {
                 }
             })
         };
-        let (gb, gs) = (get("bridge")?, get("sshd")?);
+        let (gb, gs) = interleaved(BULK_RUNS, get)?;
         rows.push((
             format!("{tool} download 1 GiB (goal ≥ 0.8× sshd)"),
             mib_s(GIB, gb),
@@ -343,7 +359,7 @@ fn main() -> anyhow::Result<()> {
         t = tree.display()
     ))?;
     let rs_up = |h: &str| {
-        best(BULK_RUNS, || {
+        best(1, || {
             let t = dst(h).join("tree");
             let _ = sh(&format!("{ssh} {h} 'rm -rf {}'", t.display()));
             sh(&format!(
@@ -353,7 +369,7 @@ fn main() -> anyhow::Result<()> {
             ))
         })
     };
-    let (rb, rs) = (rs_up("bridge")?, rs_up("sshd")?);
+    let (rb, rs) = interleaved(BULK_RUNS, rs_up)?;
     rows.push((
         "rsync -a 10,000 × 1 KiB up (goal ≤ 1.3× sshd's time)".into(),
         ms(rb),
@@ -362,7 +378,7 @@ fn main() -> anyhow::Result<()> {
     ));
     let back = base.join("back");
     let rs_down = |h: &str| {
-        best(BULK_RUNS, || {
+        best(1, || {
             let _ = std::fs::remove_dir_all(&back);
             sh(&format!(
                 "rsync -a -e '{ssh}' {h}:{}/ {}/",
@@ -371,7 +387,7 @@ fn main() -> anyhow::Result<()> {
             ))
         })
     };
-    let (db, ds) = (rs_down("bridge")?, rs_down("sshd")?);
+    let (db, ds) = interleaved(BULK_RUNS, rs_down)?;
     rows.push((
         "rsync -a 10,000 × 1 KiB down (goal ≤ 1.3× sshd's time)".into(),
         ms(db),
