@@ -195,6 +195,12 @@ impl Forwarder {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// How many descriptors the forwarder has open.
+    fn open_fds(&self) -> usize {
+        let pid = self.child.id().expect("running");
+        std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    }
+
     fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -208,6 +214,7 @@ async fn a_forward_over_ssh_rides_on_the_master_and_honours_half_close() {
     let s = Sshd::start();
     let sink = echo_after_eof_server().await;
     let (mut f, listen) = Forwarder::start(&s, sink).await;
+    let fds = f.open_fds();
 
     // An idle connection first, to see who connected to the sink.
     let idle = TcpStream::connect(&listen).await.unwrap();
@@ -231,6 +238,12 @@ async fn a_forward_over_ssh_rides_on_the_master_and_honours_half_close() {
         log.contains("carried by the ssh master") && !log.contains("through the server"),
         "{log}"
     );
+    // Each connection's control connection ends with it: nothing piles up
+    // in the forwarder.
+    eventually("the forwarder's descriptors back to where they were", || {
+        f.open_fds() <= fds
+    })
+    .await;
     assert!(f.running());
 }
 
