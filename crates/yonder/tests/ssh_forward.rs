@@ -198,7 +198,9 @@ impl Forwarder {
     /// How many descriptors the forwarder has open.
     fn open_fds(&self) -> usize {
         let pid = self.child.id().expect("running");
-        std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
     }
 
     fn running(&mut self) -> bool {
@@ -240,9 +242,10 @@ async fn a_forward_over_ssh_rides_on_the_master_and_honours_half_close() {
     );
     // Each connection's control connection ends with it: nothing piles up
     // in the forwarder.
-    eventually("the forwarder's descriptors back to where they were", || {
-        f.open_fds() <= fds
-    })
+    eventually(
+        "the forwarder's descriptors back to where they were",
+        || f.open_fds() <= fds,
+    )
     .await;
     assert!(f.running());
 }

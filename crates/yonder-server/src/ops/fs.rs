@@ -522,9 +522,20 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
         .await?
     };
     let mut tmp = tmp;
-    let mut file = tokio::fs::File::from_std(tmp.file.take().expect("fresh temp file"));
+    // One blocking thread writes the whole file, fed the received chunks
+    // as they are (`Bytes`, no copy). `tokio::fs::File` copied every chunk
+    // into its own buffer and hopped to the blocking pool per chunk: 11% of
+    // the daemon's CPU in a profile of a 1 GiB `fs put` over ssh.
+    let (chunks, mut queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let mut file = tmp.file.take().expect("fresh temp file");
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        while let Some(d) = queue.blocking_recv() {
+            file.write_all(&d)?;
+        }
+        Ok::<_, std::io::Error>(file)
+    });
     let mut written = 0u64;
-    use tokio::io::AsyncWriteExt;
     loop {
         let msg = input.message().await.map_err(|s| {
             // The client went away or broke the stream: the temp file is
@@ -541,8 +552,11 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
         let Some(msg) = msg else { break };
         match msg.message {
             Some(pb::write_message::Message::Data(d)) => {
-                file.write_all(&d).await.map_err(io_err(&path))?;
                 written += d.len() as u64;
+                if chunks.send(d).await.is_err() {
+                    // The writer stopped on an error: it is reported below.
+                    break;
+                }
             }
             _ => {
                 return Err(RemoteError::new(
@@ -553,8 +567,11 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
             }
         }
     }
-    file.flush().await.map_err(io_err(&path))?;
-    let file = file.into_std().await;
+    drop(chunks);
+    let file = writer
+        .await
+        .map_err(|e| RemoteError::new(ErrorKind::Internal, format!("writing the file: {e}")))?
+        .map_err(io_err(&path))?;
     blocking(move || {
         if let Some((mode, uid, gid)) = existing_mode {
             file.set_permissions(fs::Permissions::from_mode(mode))
@@ -580,6 +597,12 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
     })
     .await
 }
+
+/// Received chunks a write may have queued for its writing thread: the
+/// disk stays busy while the next arrive, and a slower disk holds back the
+/// sender (through the HTTP/2 window) at a bounded cost ([`DATA_CHUNK`]
+/// each).
+const WRITE_QUEUE: usize = 8;
 
 #[tonic::async_trait]
 impl Fs for FsService {
