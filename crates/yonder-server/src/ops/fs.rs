@@ -7,7 +7,7 @@
 //! arrived and the precondition still holds.
 
 use super::{blocking, io_err, request_path};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -449,17 +449,17 @@ fn read_file(
     let mut left = length.unwrap_or(u64::MAX);
     while left > 0 {
         let want = DATA_CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
-        let mut buf = BytesMut::zeroed(want);
-        let n = match f.read(&mut buf) {
+        // Read into spare capacity (read_to_end does not zero it, as a
+        // zeroed BytesMut of 256 KiB per chunk did), up to one chunk.
+        let mut buf = Vec::with_capacity(want);
+        let n = match (&mut f).take(want as u64).read_to_end(&mut buf) {
             Ok(0) => return,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return fail(e),
         };
-        buf.truncate(n);
         left -= n as u64;
         if tx
-            .blocking_send(Ok(pb::DataChunk { data: buf.freeze() }))
+            .blocking_send(Ok(pb::DataChunk { data: buf.into() }))
             .is_err()
         {
             return;
