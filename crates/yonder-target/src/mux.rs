@@ -27,10 +27,15 @@
 //!                 string reason
 //! ```
 //!
-//! The master answers only once sshd confirmed or refused the channel (since
-//! OpenSSH 5.x, `mux_stdio_confirm`), and it holds the channel as long as the
-//! control connection stays open: closing it ends the forwarded connection.
-//! So a [`Session`] is kept until the master closes its end.
+//! The master answers only once sshd confirmed or refused the channel
+//! (`mux_stdio_confirm` in OpenSSH's mux.c), and it holds the channel as long
+//! as the control connection stays open: closing it ends the forwarded
+//! connection. So a [`Session`] is kept until the master closes its end.
+//!
+//! One difference from `ssh -L`: OpenSSH marks stdio forwards `force_drain`,
+//! so the far side's end of file ends the whole connection once the data
+//! before it is delivered; a client that keeps sending after it loses those
+//! bytes (`yonder forward --through-server` avoids this path).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -45,7 +50,7 @@ const MUX_C_NEW_STDIO_FWD: u32 = 0x1000_0008;
 const MUX_S_PERMISSION_DENIED: u32 = 0x8000_0002;
 const MUX_S_FAILURE: u32 = 0x8000_0003;
 const MUX_S_SESSION_OPENED: u32 = 0x8000_0006;
-/// The only version OpenSSH has spoken since 5.x (`SSHMUX_VER`).
+/// OpenSSH's `SSHMUX_VER`, unchanged for many releases.
 const MUX_VERSION: u32 = 4;
 /// Our request's id; one request per control connection.
 const REQUEST_ID: u32 = 1;
@@ -60,7 +65,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long sshd may take to connect to the destination before the master
 /// answers. Generous: a destination that drops packets makes sshd wait for
-/// the kernel's connect timeout, and a fallback would only wait again.
+/// the kernel's connect timeout. After it the connection is closed rather
+/// than sent another way: the master may still open the channel and start
+/// reading the socket.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the master did not take a connection.

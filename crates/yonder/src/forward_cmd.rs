@@ -2,7 +2,9 @@
 //! auto-forwarding of the target's listening ports.
 //!
 //! Every forwarded connection is its own call on the one connection to the
-//! target (see `yonder_client::forward`). A failure of one connection (the
+//! target (see `yonder_client::forward`), except local forwards on an SSH
+//! target: those go to yonder's ssh master ([`yonder_target::mux`]), which
+//! carries them like `ssh -L`, with the call as the fallback. A failure of one connection (the
 //! far side refused, reset) closes that connection and is logged; the
 //! forwarder keeps serving the others. Losing the target ends the command.
 
@@ -576,9 +578,10 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
     }
     let (target, client) = connect(run_dir, &args.target).await?;
     // An SSH target: connections may ride on the master (see serve_local).
-    let master = match args.through_server {
-        true => None,
-        false => yonder_target::mux::control_socket(&target, run_dir).await,
+    let master = if args.through_server {
+        None
+    } else {
+        yonder_target::mux::control_socket(&target, run_dir).await
     };
     tracing::debug!("ssh master control socket: {master:?}");
     // Before the first mapping is printed: whoever reads it may stop us at
