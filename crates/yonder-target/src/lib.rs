@@ -7,6 +7,7 @@
 //! other kinds are parsed now and connected by later work.
 
 pub mod askpass;
+pub mod mux;
 pub mod ssh;
 
 use std::fmt;

@@ -845,6 +845,15 @@ impl tokio::io::AsyncWrite for ChildStream {
 /// the effective user, host name and port), from `ssh -G`: two aliases of
 /// one host share one master, so they must share one lock.
 async fn master_identity(h: &SshHost) -> Option<String> {
+    control_path(h)
+        .await?
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+}
+
+/// The master's control socket for `h`, `%C` expanded by `ssh -G`; `None`
+/// for WSL and containers, or when ssh cannot resolve the configuration.
+pub(crate) async fn control_path(h: &SshHost) -> Option<PathBuf> {
     if !matches!(h.via, Via::Ssh) {
         return None;
     }
@@ -857,8 +866,7 @@ async fn master_identity(h: &SshHost) -> Option<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("controlpath "))
-        .and_then(|p| Path::new(p.trim()).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|p| PathBuf::from(p.trim()))
 }
 
 /// An exclusive flock on a per-destination file in the control directory.

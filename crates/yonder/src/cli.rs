@@ -430,6 +430,12 @@ pub struct ForwardArgs {
     /// same local port when free (else a free one), like VS Code's auto-forward.
     #[arg(long)]
     pub auto: bool,
+    /// On an SSH target, carry every local forward's connections through the
+    /// yonder server instead of handing them to the ssh master: slower, but a
+    /// connection stays open for the client after the far side closes its
+    /// direction (the master ends it then).
+    #[arg(long)]
+    pub through_server: bool,
     /// Print the mappings as JSON lines.
     #[arg(long)]
     pub json: bool,

@@ -2,7 +2,9 @@
 //! auto-forwarding of the target's listening ports.
 //!
 //! Every forwarded connection is its own call on the one connection to the
-//! target (see `yonder_client::forward`). A failure of one connection (the
+//! target (see `yonder_client::forward`), except local forwards on an SSH
+//! target: those go to yonder's ssh master ([`yonder_target::mux`]), which
+//! carries them like `ssh -L`, with the call as the fallback. A failure of one connection (the
 //! far side refused, reset) closes that connection and is logged; the
 //! forwarder keeps serving the others. Losing the target ends the command.
 
@@ -12,12 +14,14 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use yonder_client::Client;
+use yonder_target::mux::MasterForward;
 
 /// Forwarded connections open at once, per forwarder process. Beyond this,
 /// new connections wait in the kernel's accept backlog instead of each
@@ -162,14 +166,17 @@ fn announce(json: bool, kind: &str, listen: &str, to: &str, extra: Option<(u32, 
 }
 
 /// Serves one local listener: each connection becomes a `Dial` to
-/// `host:port` on the target.
+/// `host:port` on the target, or, on an SSH target whose master is at
+/// `master` (its control socket), a channel of the master itself.
 async fn serve_local(
     listener: TcpListener,
     client: Client,
     host: String,
     port: u16,
     limit: Arc<Semaphore>,
+    master: Option<PathBuf>,
 ) {
+    let master = master.map(|p| Arc::new(MasterForward::new(p)));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
@@ -183,10 +190,31 @@ async fn serve_local(
             }
         };
         let _ = sock.set_nodelay(true);
-        let (client, host) = (client.clone(), host.clone());
+        let (client, host, master) = (client.clone(), host.clone(), master.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let to = host_port(&host, port);
+            // The ssh master carries the connection as it would for
+            // `ssh -L`: no process of ours in the data path.
+            let mut refusal = None;
+            if let Some(m) = &master {
+                match m.open(sock.as_fd(), &host, port).await {
+                    Some(Ok(session)) => {
+                        tracing::debug!(
+                            "connection from {peer} to {to}: carried by the ssh master (channel {})",
+                            session.id
+                        );
+                        drop(sock);
+                        return session.finished().await;
+                    }
+                    Some(Err(e)) if e.socket_untouched() => {
+                        tracing::debug!("connection from {peer} to {to}: {e}; through the server");
+                        refusal = Some(e);
+                    }
+                    Some(Err(e)) => return tracing::warn!("connection from {peer} to {to}: {e}"),
+                    None => tracing::debug!("connection from {peer} to {to}: through the server"),
+                }
+            }
             // A daemon on this machine hands over the connected socket.
             match client.dial_direct(&host, port).await {
                 Ok(Some(far)) => {
@@ -203,6 +231,9 @@ async fn serve_local(
             }
             match client.dial(&host, port).await {
                 Ok(t) => {
+                    if let (Some(m), Some(e)) = (&master, &refusal) {
+                        m.fallback_worked(e);
+                    }
                     if let Err(e) = t.relay(sock).await {
                         tracing::debug!("connection from {peer} to {to}: {e}");
                     }
@@ -334,6 +365,7 @@ async fn auto_forward(
     own_ports: Arc<Mutex<HashSet<u16>>>,
     json: bool,
     limit: Arc<Semaphore>,
+    master: Option<PathBuf>,
 ) -> anyhow::Error {
     let mut events = match client.watch_ports(None).await {
         Ok(s) => s,
@@ -410,6 +442,7 @@ async fn auto_forward(
                 host,
                 port,
                 limit.clone(),
+                master.clone(),
             ));
             active.insert(
                 port,
@@ -510,6 +543,7 @@ pub async fn forward_ports(
             spec.host.clone(),
             spec.host_port,
             limit.clone(),
+            None,
         ));
     }
     Ok(taken)
@@ -543,6 +577,13 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
         ));
     }
     let (target, client) = connect(run_dir, &args.target).await?;
+    // An SSH target: connections may ride on the master (see serve_local).
+    let master = if args.through_server {
+        None
+    } else {
+        yonder_target::mux::control_socket(&target, run_dir).await
+    };
+    tracing::debug!("ssh master control socket: {master:?}");
     // Before the first mapping is printed: whoever reads it may stop us at
     // once, and must get a clean exit rather than the default action.
     use tokio::signal::unix::{SignalKind, signal};
@@ -569,6 +610,7 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
             spec.host.clone(),
             spec.host_port,
             limit.clone(),
+            master.clone(),
         ));
     }
     for spec in remote {
@@ -615,8 +657,9 @@ pub async fn run(run_dir: Option<&Path>, args: ForwardArgs) -> anyhow::Result<()
         );
         let local_target = target.is_local();
         let json = args.json;
+        let master = master.clone();
         tokio::spawn(async move {
-            let e = auto_forward(c, local_target, own, json, limit).await;
+            let e = auto_forward(c, local_target, own, json, limit, master).await;
             let _ = tx.send(e).await;
         });
     }

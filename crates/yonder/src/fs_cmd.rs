@@ -264,11 +264,37 @@ async fn upload_file(
     mode: u32,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
-    let file = tokio::fs::File::open(src)
-        .await
-        .with_context(|| format!("opening {}", src.display()))?;
+    let file = std::fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    // Reads run on one blocking thread feeding a bounded queue, as downloads
+    // write: each chunk is read straight into the buffer that is sent (no
+    // zeroing, no copy out of tokio::fs::File's own buffer, no thread hop
+    // per chunk), and the disk read overlaps sending the previous chunk.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(WRITE_QUEUE);
     let p = progress.clone();
-    let reader = tokio_util_counting(file, move |n| p.add(n));
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let chunk = yonder_proto::limits::DATA_CHUNK;
+        loop {
+            // read_to_end fills spare capacity without zeroing it; `take`
+            // keeps each chunk to one message.
+            let mut buf = Vec::with_capacity(chunk);
+            match (&file).take(chunk as u64).read_to_end(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    p.add(n as u64);
+                    if tx.blocking_send(Ok(buf.into())).is_err() {
+                        return; // the upload failed or was dropped
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let chunks =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     // Like cp and rsync: atomic, but no fsync per file (that made a tree of
     // 10,000 small files five times slower than rsync).
     let opts = WriteOptions {
@@ -276,7 +302,7 @@ async fn upload_file(
         skip_fsync: true,
         ..Default::default()
     };
-    client.write_from(dst, opts, reader).await?;
+    client.write(dst, opts, chunks).await?;
     Ok(())
 }
 
@@ -363,38 +389,6 @@ async fn put(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
     client.chmod(&dest, meta.mode() & 0o7777).await?;
     progress.finish();
     Ok(())
-}
-
-/// Wraps a reader so every read reports its byte count.
-fn tokio_util_counting<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-    inner: R,
-    on_read: impl Fn(u64) + Send + Sync + 'static,
-) -> Counting<R> {
-    Counting {
-        inner,
-        on_read: Box::new(on_read),
-    }
-}
-
-pub struct Counting<R> {
-    inner: R,
-    on_read: Box<dyn Fn(u64) + Send + Sync>,
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            (self.on_read)(n as u64);
-        }
-        r
-    }
 }
 
 // ------------------------------------------------------------------ get

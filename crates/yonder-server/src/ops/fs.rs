@@ -7,7 +7,7 @@
 //! arrived and the precondition still holds.
 
 use super::{blocking, io_err, request_path};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -449,17 +449,17 @@ fn read_file(
     let mut left = length.unwrap_or(u64::MAX);
     while left > 0 {
         let want = DATA_CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
-        let mut buf = BytesMut::zeroed(want);
-        let n = match f.read(&mut buf) {
+        // Read into spare capacity (read_to_end does not zero it, as a
+        // zeroed BytesMut of 256 KiB per chunk did), up to one chunk.
+        let mut buf = Vec::with_capacity(want);
+        let n = match (&mut f).take(want as u64).read_to_end(&mut buf) {
             Ok(0) => return,
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return fail(e),
         };
-        buf.truncate(n);
         left -= n as u64;
         if tx
-            .blocking_send(Ok(pb::DataChunk { data: buf.freeze() }))
+            .blocking_send(Ok(pb::DataChunk { data: buf.into() }))
             .is_err()
         {
             return;
@@ -522,9 +522,20 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
         .await?
     };
     let mut tmp = tmp;
-    let mut file = tokio::fs::File::from_std(tmp.file.take().expect("fresh temp file"));
+    // One blocking thread writes the whole file, fed the received chunks
+    // as they are (`Bytes`, no copy). `tokio::fs::File` copied every chunk
+    // into its own buffer and hopped to the blocking pool per chunk: 11% of
+    // the daemon's CPU in a profile of a 1 GiB `fs put` over ssh.
+    let (chunks, mut queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let mut file = tmp.file.take().expect("fresh temp file");
+    let writer = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        while let Some(d) = queue.blocking_recv() {
+            file.write_all(&d)?;
+        }
+        Ok::<_, std::io::Error>(file)
+    });
     let mut written = 0u64;
-    use tokio::io::AsyncWriteExt;
     loop {
         let msg = input.message().await.map_err(|s| {
             // The client went away or broke the stream: the temp file is
@@ -541,8 +552,11 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
         let Some(msg) = msg else { break };
         match msg.message {
             Some(pb::write_message::Message::Data(d)) => {
-                file.write_all(&d).await.map_err(io_err(&path))?;
                 written += d.len() as u64;
+                if chunks.send(d).await.is_err() {
+                    // The writer stopped on an error: it is reported below.
+                    break;
+                }
             }
             _ => {
                 return Err(RemoteError::new(
@@ -553,8 +567,11 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
             }
         }
     }
-    file.flush().await.map_err(io_err(&path))?;
-    let file = file.into_std().await;
+    drop(chunks);
+    let file = writer
+        .await
+        .map_err(|e| RemoteError::new(ErrorKind::Internal, format!("writing the file: {e}")))?
+        .map_err(io_err(&path))?;
     blocking(move || {
         if let Some((mode, uid, gid)) = existing_mode {
             file.set_permissions(fs::Permissions::from_mode(mode))
@@ -580,6 +597,12 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
     })
     .await
 }
+
+/// Received chunks a write may have queued for its writing thread: the
+/// disk stays busy while the next arrive, and a slower disk holds back the
+/// sender (through the HTTP/2 window) at a bounded cost ([`DATA_CHUNK`]
+/// each).
+const WRITE_QUEUE: usize = 8;
 
 #[tonic::async_trait]
 impl Fs for FsService {
