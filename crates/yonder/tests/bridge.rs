@@ -1200,22 +1200,7 @@ fn the_bridge_reaches_a_dev_container() {
     assert_eq!(sha256_file(&src), sha256_file(&p.path().join("in/b.bin")));
     // The container's daemon, reached through the folder it shares with the
     // host, handed the SFTP server's pipes to the bridge.
-    let shared = p
-        .state
-        .path()
-        .join("dc")
-        .read_dir()
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|d| d.join(".engine").exists())
-        .expect("a folder shared with the container");
-    let log = std::fs::read_to_string(
-        shared
-            .join(format!("root-{}", env!("CARGO_PKG_VERSION")))
-            .join("daemon.log"),
-    )
-    .unwrap();
+    let log = std::fs::read_to_string(p.shared_root_run_dir().join("daemon.log")).unwrap();
     assert!(
         log.contains("started a program whose pipes a local client holds"),
         "{log}"

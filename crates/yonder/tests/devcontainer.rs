@@ -85,17 +85,7 @@ fn up_runs_the_lifecycle_and_every_command_works_inside() {
     // The server keeps its sockets in a folder shared with the host, so
     // connections after the first skip `podman exec`: the container's
     // daemon logs them as unix-socket connections, its log readable here.
-    let shared = p
-        .state
-        .path()
-        .join("dc")
-        .read_dir()
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .next()
-        .expect("a folder shared with the container");
-    let run_dir = shared.join(format!("root-{}", env!("CARGO_PKG_VERSION")));
+    let run_dir = p.shared_root_run_dir();
     assert!(
         run_dir.join("daemon.sock").exists(),
         "{}",
@@ -145,6 +135,7 @@ fn up_runs_the_lifecycle_and_every_command_works_inside() {
         .args(["down", "--workspace-folder"])
         .arg(p.path()));
     assert_eq!(code, 0, "{err}");
+    let shared = run_dir.parent().unwrap();
     assert!(!shared.exists(), "down removes the shared folder");
     let (code, _, err) = run(p.yonder().args(["exec", &p.target(), "--", "true"]));
     assert_eq!(code, 255);

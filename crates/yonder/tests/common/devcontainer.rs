@@ -60,6 +60,22 @@ impl Project {
         format!("devcontainer:{}", self.path().display())
     }
 
+    /// The runtime folder of the root user's server in the container, as the
+    /// host sees it through the folder `yonder up` shares with the container
+    /// (its sockets and `daemon.log`).
+    pub fn shared_root_run_dir(&self) -> PathBuf {
+        self.state
+            .path()
+            .join("dc")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|d| d.join(".engine").exists())
+            .expect("a folder shared with the container")
+            .join(format!("root-{}", env!("CARGO_PKG_VERSION")))
+    }
+
     /// The workspace folder inside the container (the project, bind-mounted).
     pub fn workspace(&self) -> String {
         let name = self
