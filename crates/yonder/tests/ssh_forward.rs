@@ -131,6 +131,16 @@ fn sink_side(port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Who connects to the sink at `port` for one idle connection opened
+/// through the forward at `listen` (see [`sink_side`]).
+async fn sink_peer(listen: &str, port: u16) -> String {
+    let idle = TcpStream::connect(listen).await.unwrap();
+    eventually("a connection to the sink", || !sink_side(port).is_empty()).await;
+    let who = sink_side(port);
+    drop(idle);
+    who
+}
+
 /// A running `yonder forward` on `yt`, with its debug log collected.
 struct Forwarder {
     child: tokio::process::Child,
@@ -219,18 +229,12 @@ async fn a_forward_over_ssh_rides_on_the_master_and_honours_half_close() {
     let fds = f.open_fds();
 
     // An idle connection first, to see who connected to the sink.
-    let idle = TcpStream::connect(&listen).await.unwrap();
-    eventually("a connection to the sink", || {
-        !sink_side(sink.port()).is_empty()
-    })
-    .await;
-    let who = sink_side(sink.port());
+    let who = sink_peer(&listen, sink.port()).await;
     assert!(
         who.contains("\"sshd\"") && !who.contains("\"yonder\""),
         "the sink's peer is sshd (the master's channel), not yonder: {who}\nlog:\n{}",
         f.log()
     );
-    drop(idle);
 
     for _ in 0..2 {
         round_trip(&listen, 8 * MIB).await;
@@ -259,17 +263,11 @@ async fn without_tcp_forwarding_on_the_server_the_yonder_server_carries_it() {
     let sink = echo_after_eof_server().await;
     let (mut f, listen) = Forwarder::start(&s, sink).await;
 
-    let idle = TcpStream::connect(&listen).await.unwrap();
-    eventually("a connection to the sink", || {
-        !sink_side(sink.port()).is_empty()
-    })
-    .await;
-    let who = sink_side(sink.port());
+    let who = sink_peer(&listen, sink.port()).await;
     assert!(
         who.contains("\"yonder\"") && !who.contains("\"sshd\""),
         "the yonder daemon connected to the sink: {who}"
     );
-    drop(idle);
     for _ in 0..3 {
         round_trip(&listen, 2 * MIB).await;
     }
