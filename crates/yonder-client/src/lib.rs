@@ -42,6 +42,7 @@ use yonder_proto::pb::{
     terminal_client::TerminalClient, watch_client::WatchClient,
 };
 
+pub mod bulk;
 pub mod direct;
 pub mod direct_exec;
 pub mod forward;
@@ -111,6 +112,8 @@ pub struct Client {
     link: tokio::sync::watch::Receiver<LinkStatus>,
     /// The daemon's fd socket, for a daemon on this machine (see [`direct`]).
     fdpass: Option<Arc<PathBuf>>,
+    /// How to start a bulk session on the target, when it has one (see [`bulk`]).
+    bulk: Option<Arc<dyn bulk::BulkOpener>>,
 }
 
 /// The state of a client's connection, for front ends that show it.
@@ -562,6 +565,7 @@ impl Client {
             redials,
             link,
             fdpass: None,
+            bulk: None,
         })
     }
 

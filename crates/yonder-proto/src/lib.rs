@@ -8,6 +8,7 @@
 //! (the schema is the API reference). Errors cross the wire as [`RemoteError`]:
 //! a stable [`pb::ErrorKind`] plus the path they concern.
 
+pub mod bulk;
 pub mod error;
 pub mod fdpass;
 pub mod frame;

@@ -10,6 +10,7 @@
 //! - [`rundir`]: where the daemon's socket, lock and log live, and how a daemon
 //!   is started race-free.
 
+pub mod bulk;
 pub mod daemon;
 pub mod ops;
 pub mod proxy;

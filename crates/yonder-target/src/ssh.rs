@@ -741,9 +741,8 @@ impl SshHost {
         })
     }
 
-    /// Starts `yonder server proxy` on the remote through the master and
-    /// returns its stdio as one stream.
-    async fn proxy(&self, probe: &Probe) -> Result<ChildStream, SshError> {
+    /// The installed server's path on the remote, quoted for its shell.
+    fn remote_exe(&self, probe: &Probe) -> Result<String, SshError> {
         let dir = self.install_dir_expr()?.replace("$HOME", &probe.home);
         if dir.contains('\'') || dir.contains('\\') || dir.contains('!') {
             return Err(SshError::Unsafe {
@@ -752,8 +751,13 @@ impl SshHost {
                 value: probe.home.clone(),
             });
         }
-        let ver = yonder_proto::YONDER_VERSION;
-        let mut remote = format!("exec '{dir}/{ver}/yonder' server proxy");
+        Ok(format!("'{dir}/{}/yonder'", yonder_proto::YONDER_VERSION))
+    }
+
+    /// Starts `yonder server proxy` on the remote through the master and
+    /// returns its stdio as one stream.
+    async fn proxy(&self, probe: &Probe) -> Result<ChildStream, SshError> {
+        let mut remote = format!("exec {} server proxy", self.remote_exe(probe)?);
         if let Some(r) = &self.settings.remote_run_dir {
             if !is_safe(r) || r.contains(' ') {
                 return Err(SshError::Unsafe {
@@ -994,6 +998,18 @@ async fn bootstrap(
             .into());
         }
     }
+    // Large files go on sessions of their own through the master (see
+    // `yonder_proto::bulk`); without a master each would mean a new login.
+    let bulk = match (&h.via, h.multiplex) {
+        (Via::Ssh, true) => control_path(h).await.map(|control| SshBulk {
+            host: h.clone(),
+            control,
+            remote: h
+                .remote_exe(&probe)
+                .map(|e| format!("exec {e} server bulk")),
+        }),
+        _ => None,
+    };
     let stream = h.proxy(&probe).await?;
     let endpoint = format!("the yonder server on {}", h.host);
     // After a drop the client dials again the same way: the master
@@ -1030,7 +1046,52 @@ async fn bootstrap(
             h.host.clone(),
         )
     })??;
-    Ok(client)
+    Ok(match bulk {
+        Some(b) => client.with_bulk(Arc::new(b)),
+        None => client,
+    })
+}
+
+/// The bulk channel over yonder's ssh master: `yonder server bulk` as one
+/// more session, started the way `ssh -S CONTROL HOST CMD` starts one (the
+/// ssh process hands its pipes to the master and waits; the master moves
+/// the bytes).
+struct SshBulk {
+    host: SshHost,
+    control: PathBuf,
+    remote: Result<String, SshError>,
+}
+
+impl yonder_client::bulk::BulkOpener for SshBulk {
+    fn open(&self) -> std::io::Result<std::process::Child> {
+        let remote = self
+            .remote
+            .as_ref()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Only through a live master: never a second login (which could ask
+        // for a password in the middle of a copy).
+        if !self.control.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no ssh master at {}", self.control.display()),
+            ));
+        }
+        let c = self.host.command(
+            &["-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes"],
+            Some(remote),
+        );
+        let c = c.as_std();
+        std::process::Command::new(c.get_program())
+            .args(c.get_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    fn describe(&self) -> String {
+        format!("the ssh master for {}", self.host.host)
+    }
 }
 
 #[cfg(test)]

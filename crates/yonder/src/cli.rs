@@ -603,6 +603,9 @@ pub enum ServerCommand {
     Version,
     /// Serve SFTP on stdin/stdout (started on the target by ssh-proxy).
     Sftp,
+    /// Send or receive one file on stdin/stdout (the bulk channel of large
+    /// `fs put`/`fs get` over SSH, started on its own ssh session).
+    Bulk,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -265,6 +265,22 @@ async fn upload_file(
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let file = std::fs::File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if use_bulk(client, size) {
+        let p = progress.clone();
+        let sent = client
+            .bulk_write(
+                dst,
+                file.try_clone()?,
+                size,
+                Some(mode),
+                Arc::new(move |n| p.add(n)),
+            )
+            .await?;
+        if sent.is_some() {
+            return Ok(());
+        }
+    }
     // Reads run on one blocking thread feeding a bounded queue, as downloads
     // write: each chunk is read straight into the buffer that is sent (no
     // zeroing, no copy out of tokio::fs::File's own buffer, no thread hop
@@ -304,6 +320,16 @@ async fn upload_file(
     };
     client.write(dst, opts, chunks).await?;
     Ok(())
+}
+
+/// Whether a file of `size` bytes goes on the bulk channel (a session of
+/// its own beside the main connection, see `yonder_proto::bulk`): when the
+/// target has one, the file is large enough to be worth one more session,
+/// and `YONDER_BULK=off` does not turn it off.
+fn use_bulk(client: &Client, size: u64) -> bool {
+    client.has_bulk()
+        && size >= yonder_proto::bulk::MIN_SIZE
+        && std::env::var_os("YONDER_BULK").is_none_or(|v| v != "off")
 }
 
 async fn put(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
@@ -400,7 +426,8 @@ async fn download_file(
     src: &Path,
     dst: &Path,
     mode: u32,
-    progress: &Progress,
+    size: u64,
+    progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let dir = dst
         .parent()
@@ -416,6 +443,23 @@ async fn download_file(
     let result = async {
         let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let bulk = if use_bulk(client, size) {
+            let p = progress.clone();
+            client
+                .bulk_read(src, f.try_clone()?, Arc::new(move |n| p.add(n)))
+                .await?
+        } else {
+            None
+        };
+        if bulk.is_some() {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("writing {}", dst.display()))?;
+            drop(f);
+            tokio::fs::rename(&tmp, dst)
+                .await
+                .with_context(|| format!("cannot replace {}", dst.display()))?;
+            return anyhow::Ok(());
+        }
         let mut s = client.read(src, 0, None).await?;
         // Writes run on one blocking thread fed by a bounded queue: no
         // thread hop and no copy per chunk (tokio::fs::File does both), and
@@ -469,8 +513,8 @@ async fn get(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
     };
     match meta.file_type() {
         FileType::File => {
-            let progress = Progress::new(Some(meta.size), "download");
-            download_file(client, src, &dest, meta.mode, &progress).await?;
+            let progress = Arc::new(Progress::new(Some(meta.size), "download"));
+            download_file(client, src, &dest, meta.mode, meta.size, &progress).await?;
             progress.finish();
             Ok(())
         }
@@ -513,12 +557,12 @@ async fn get(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
                 }
             }
             let total = files.iter().map(|f| f.2).sum();
-            let progress = Progress::new(Some(total), "download");
+            let progress = Arc::new(Progress::new(Some(total), "download"));
             futures::stream::iter(files.iter())
-                .map(|(r, mode, _)| {
+                .map(|(r, mode, size)| {
                     let (from, to) = (src.join(r), dest.join(r));
                     let progress = &progress;
-                    async move { download_file(client, &from, &to, *mode, progress).await }
+                    async move { download_file(client, &from, &to, *mode, *size, progress).await }
                 })
                 .buffer_unordered(TREE_PARALLELISM)
                 .try_collect::<Vec<()>>()

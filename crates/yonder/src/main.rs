@@ -256,6 +256,7 @@ async fn server(run_dir: Option<&std::path::Path>, command: ServerCommand) -> an
                 })
         }
         ServerCommand::Sftp => bridge_cmd::sftp_server().await,
+        ServerCommand::Bulk => unreachable!("served before the runtime starts"),
         ServerCommand::Version => {
             println!(
                 "yonder {} protocol {}",
@@ -276,6 +277,13 @@ fn main() -> ExitCode {
         }
     );
     init_logging(cli.verbose, daemon);
+    if let Command::Server {
+        command: ServerCommand::Bulk,
+    } = cli.command
+    {
+        // One blocking request on stdin/stdout: no runtime needed.
+        return ExitCode::from(yonder_server::bulk::serve() as u8);
+    }
     let rt = match runtime(daemon) {
         Ok(rt) => rt,
         Err(e) => {

@@ -1016,3 +1016,86 @@ fn programs_get_the_environment_of_their_own_session() {
     assert_eq!(echo(Some("second")), "[second]\n");
     assert_eq!(echo(None), "[]\n", "nothing left from earlier sessions");
 }
+
+/// Large files go on a session of their own through the master (the bulk
+/// channel), both ways: exact bytes, the remote user's file, a new file's
+/// mode, typed errors with nothing left behind, and `YONDER_BULK=off` going
+/// through the main connection instead.
+#[test]
+fn large_files_go_on_a_session_of_their_own_through_the_master() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Sshd::start();
+    let info: serde_json::Value =
+        serde_json::from_slice(&ok(s.cli().args(["info", "yt", "--json"]))).unwrap();
+    let uid = info["uid"].as_u64().unwrap() as u32;
+    let dir = s
+        .remote_home()
+        .join(format!("{}-bulk", s.install_path.replace('/', "_")));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+    let local = s.dir.join("bulk.bin");
+    random_file(&local, (20 << 20) + 4321);
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let up = dir.join("up.bin");
+    let logged = |args: &[&str], from: &std::path::Path, to: &std::path::Path| {
+        let (code, _, err) = run(s.cli().arg("-v").args(args).arg(from).arg(to));
+        assert_eq!(code, 0, "{args:?} failed: {err}");
+        err
+    };
+    let err = logged(&["fs", "yt", "put"], &local, &up);
+    assert!(err.contains("through the bulk session"), "{err}");
+    assert_eq!(sha256_file(&up), sha256_file(&local));
+    let m = std::fs::metadata(&up).unwrap();
+    assert_eq!(m.uid(), uid, "written by the remote user");
+    assert_eq!(
+        m.mode() & 0o777,
+        0o640,
+        "a new file gets the local file's mode"
+    );
+    let back = s.dir.join("back.bin");
+    let err = logged(&["fs", "yt", "get"], &up, &back);
+    assert!(err.contains("through the bulk session"), "{err}");
+    assert_eq!(sha256_file(&back), sha256_file(&local));
+    assert_eq!(std::fs::metadata(&back).unwrap().mode() & 0o777, 0o640);
+
+    // A directory the remote user may not write to: the typed error, with
+    // the path, and no temp file on either side.
+    let locked = dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::os::unix::fs::chown(&locked, Some(uid), None).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let (code, _, err) = run(s
+        .cli()
+        .args(["fs", "yt", "put"])
+        .arg(&local)
+        .arg(locked.join("x.bin")));
+    assert_ne!(code, 0);
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    assert!(
+        err.contains(&locked.join("x.bin").display().to_string()),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
+
+    // Turned off: the same result through the main connection.
+    std::fs::remove_file(&back).unwrap();
+    let err = {
+        let (code, _, err) = run(s
+            .cli()
+            .env("YONDER_BULK", "off")
+            .args(["-v", "fs", "yt", "get"])
+            .arg(&up)
+            .arg(&back));
+        assert_eq!(code, 0, "{err}");
+        err
+    };
+    assert!(!err.contains("bulk session"), "{err}");
+    assert_eq!(sha256_file(&back), sha256_file(&local));
+    let leftovers: Vec<_> = std::fs::read_dir(&s.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -488,46 +488,25 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
     let path = request_path(&start.path)?;
     let if_version = start.if_version.clone();
     let skip_fsync = start.skip_fsync;
-    let (dest, tmp, existing_mode) = {
+    let mut prepared = {
         let path = path.clone();
         let if_version = if_version.clone();
         blocking(move || {
-            check_precondition(&path, if_version.as_deref())?;
-            let dest = write_destination(&path);
-            if start.create_parents
-                && let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty())
-            {
-                mkdir(parent, true, None)?;
-            }
-            let existing = match fs::metadata(&dest) {
-                Ok(m) if m.is_dir() => {
-                    return Err(RemoteError::new(
-                        ErrorKind::IsADirectory,
-                        "cannot write over a directory",
-                    )
-                    .with_path(&path));
-                }
-                Ok(m) => Some(m),
-                Err(_) => None,
-            };
-            // A new file is created with the requested mode through the umask,
-            // like open(2); an existing one keeps its own mode (set at the end).
-            let tmp = TempFile::create(&dest, start.mode.unwrap_or(0o666))?;
-            Ok((
-                dest,
-                tmp,
-                existing.map(|m| (m.mode() & 0o7777, m.uid(), m.gid())),
-            ))
+            PreparedWrite::new(
+                &path,
+                start.mode,
+                start.create_parents,
+                if_version.as_deref(),
+            )
         })
         .await?
     };
-    let mut tmp = tmp;
     // One blocking thread writes the whole file, fed the received chunks
     // as they are (`Bytes`, no copy). `tokio::fs::File` copied every chunk
     // into its own buffer and hopped to the blocking pool per chunk: 11% of
     // the daemon's CPU in a profile of a 1 GiB `fs put` over ssh.
     let (chunks, mut queue) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let mut file = tmp.file.take().expect("fresh temp file");
+    let mut file = prepared.take_file();
     let writer = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         while let Some(d) = queue.blocking_recv() {
@@ -573,29 +552,92 @@ async fn write(mut input: Streaming<pb::WriteMessage>) -> Result<pb::WriteReply,
         .map_err(|e| RemoteError::new(ErrorKind::Internal, format!("writing the file: {e}")))?
         .map_err(io_err(&path))?;
     blocking(move || {
-        if let Some((mode, uid, gid)) = existing_mode {
+        let metadata = prepared.finish(file, &path, skip_fsync, if_version.as_deref())?;
+        Ok(pb::WriteReply {
+            metadata: Some(metadata),
+            bytes_written: written,
+        })
+    })
+    .await
+}
+
+/// A write in progress: the temp file next to its destination, and what the
+/// destination was (its mode and owner are kept).
+pub(crate) struct PreparedWrite {
+    dest: PathBuf,
+    tmp: TempFile,
+    existing: Option<(u32, u32, u32)>,
+}
+
+impl PreparedWrite {
+    /// Checks the precondition, resolves a symlink to its target, creates
+    /// the parents when asked, refuses a directory, and creates the temp
+    /// file (a new file gets `mode` through the umask, like open(2)).
+    pub(crate) fn new(
+        path: &Path,
+        mode: Option<u32>,
+        create_parents: bool,
+        if_version: Option<&str>,
+    ) -> Result<Self, RemoteError> {
+        check_precondition(path, if_version)?;
+        let dest = write_destination(path);
+        if create_parents && let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            mkdir(parent, true, None)?;
+        }
+        let existing = match fs::metadata(&dest) {
+            Ok(m) if m.is_dir() => {
+                return Err(RemoteError::new(
+                    ErrorKind::IsADirectory,
+                    "cannot write over a directory",
+                )
+                .with_path(path));
+            }
+            Ok(m) => Some((m.mode() & 0o7777, m.uid(), m.gid())),
+            Err(_) => None,
+        };
+        let tmp = TempFile::create(&dest, mode.unwrap_or(0o666))?;
+        Ok(Self {
+            dest,
+            tmp,
+            existing,
+        })
+    }
+
+    /// The temp file, to write the content into.
+    pub(crate) fn take_file(&mut self) -> File {
+        self.tmp.file.take().expect("fresh temp file")
+    }
+
+    /// Gives the written `file` the old file's mode and owner, syncs it
+    /// unless `skip_fsync`, checks the precondition again and renames it
+    /// into place. Dropped without this, the temp file is removed.
+    pub(crate) fn finish(
+        mut self,
+        file: File,
+        path: &Path,
+        skip_fsync: bool,
+        if_version: Option<&str>,
+    ) -> Result<pb::Metadata, RemoteError> {
+        if let Some((mode, uid, gid)) = self.existing {
             file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(io_err(&path))?;
+                .map_err(io_err(path))?;
             // Keep the owner when we may (we own the file, or are root); a
             // group we are not in is silently not kept, like editors do.
             let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
         }
         if !skip_fsync {
-            file.sync_all().map_err(io_err(&path))?;
+            file.sync_all().map_err(io_err(path))?;
         }
         drop(file);
         // Check again just before the rename: the window left is between this
         // check and the rename, microseconds instead of the whole upload.
-        check_precondition(&path, if_version.as_deref())?;
-        fs::rename(&tmp.path, &dest).map_err(io_err(&path))?;
-        tmp.keep();
-        let m = fs::metadata(&dest).map_err(io_err(&path))?;
-        Ok(pb::WriteReply {
-            metadata: Some(to_metadata(&dest, &m)),
-            bytes_written: written,
-        })
-    })
-    .await
+        check_precondition(path, if_version)?;
+        fs::rename(&self.tmp.path, &self.dest).map_err(io_err(path))?;
+        self.tmp.keep();
+        let m = fs::metadata(&self.dest).map_err(io_err(path))?;
+        Ok(to_metadata(&self.dest, &m))
+    }
 }
 
 /// Received chunks a write may have queued for its writing thread: the
