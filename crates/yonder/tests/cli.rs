@@ -262,3 +262,165 @@ fn help_hides_the_server_and_completions_are_generated() {
         )
     );
 }
+
+/// `yonder server bulk` (the far end of the bulk channel) on its own, as
+/// ssh would start it: one request on stdin, the greeting and reply on
+/// stdout. A good read and write, then what a broken or hostile client can
+/// send: each gets a typed error, the destination is never touched and no
+/// temp file stays behind.
+#[test]
+fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
+    use prost::Message;
+    use std::io::Write;
+    use yonder_proto::bulk::MAGIC;
+    use yonder_proto::pb;
+    let dir = tempfile::tempdir().unwrap();
+    let bulk = |input: &[u8]| -> (i32, Vec<u8>, String) {
+        let mut c = std::process::Command::new(YONDER)
+            .args(["server", "bulk"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server may answer and exit before reading everything.
+        let _ = c.stdin.take().unwrap().write_all(input);
+        let out = c.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let framed = |m: &pb::BulkRequest| {
+        let body = m.encode_to_vec();
+        let mut v = (body.len() as u32).to_be_bytes().to_vec();
+        v.extend(body);
+        v
+    };
+    // The greeting, then one reply; what follows it.
+    let reply = |out: &[u8]| -> (pb::BulkReply, Vec<u8>) {
+        assert!(out.starts_with(MAGIC), "{:?}", String::from_utf8_lossy(out));
+        let rest = &out[MAGIC.len()..];
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let r = pb::BulkReply::decode(&rest[4..4 + len]).unwrap();
+        (r, rest[4 + len..].to_vec())
+    };
+    let path = |p: &std::path::Path| bytes::Bytes::from(p.as_os_str().as_encoded_bytes().to_vec());
+    let dest = dir.path().join("dest.bin");
+    let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 253) as u8).collect();
+
+    // A write of 3 MiB, then a read of it back.
+    let mut input = framed(&pb::BulkRequest {
+        path: path(&dest),
+        write: true,
+        size: data.len() as u64,
+        mode: Some(0o600),
+    });
+    input.extend_from_slice(&data);
+    let (code, out, err) = bulk(&input);
+    assert_eq!(code, 0, "{err}");
+    let (r, rest) = reply(&out);
+    assert!(r.error.is_none(), "{r:?}");
+    assert_eq!(r.metadata.unwrap().size, data.len() as u64);
+    assert!(rest.is_empty());
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o600);
+    let (code, out, err) = bulk(&framed(&pb::BulkRequest {
+        path: path(&dest),
+        ..Default::default()
+    }));
+    assert_eq!(code, 0, "{err}");
+    let (r, rest) = reply(&out);
+    assert_eq!(r.metadata.unwrap().size, data.len() as u64);
+    assert!(rest == data, "the file's bytes follow the reply exactly");
+
+    let untouched = |what: &str| {
+        assert!(
+            std::fs::read(&dest).unwrap() == data,
+            "{what}: destination changed"
+        );
+        let temps: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
+            .collect();
+        assert!(temps.is_empty(), "{what}: temp files left: {temps:?}");
+    };
+    let refused = |input: &[u8], kind: pb::ErrorKind, words: &str| {
+        let (code, out, err) = bulk(input);
+        assert_eq!(code, 1, "{words}: {err}");
+        let (r, _) = reply(&out);
+        let e = r
+            .error
+            .clone()
+            .unwrap_or_else(|| panic!("{words}: no error in {r:?}"));
+        assert_eq!(e.kind(), kind, "{e:?}");
+        assert!(e.message.contains(words), "{e:?}");
+    };
+
+    // An upload cut short: the announced size never arrives.
+    let mut short = framed(&pb::BulkRequest {
+        path: path(&dest),
+        write: true,
+        size: data.len() as u64,
+        mode: None,
+    });
+    short.extend_from_slice(&data[..1000]);
+    refused(&short, pb::ErrorKind::Cancelled, "the file was not changed");
+    untouched("a short upload");
+    // Garbage, a header announcing 4 GiB, a request cut inside its body.
+    refused(
+        b"GET / HTTP/1.1\r\n\r\n",
+        pb::ErrorKind::InvalidArgument,
+        "no valid request",
+    );
+    refused(
+        &[0xff, 0xff, 0xff, 0xff],
+        pb::ErrorKind::InvalidArgument,
+        "limit",
+    );
+    refused(
+        &[0, 0, 0, 9, 1, 2],
+        pb::ErrorKind::InvalidArgument,
+        "no valid request",
+    );
+    untouched("bad requests");
+    // Reads of what is not a regular file, or not there.
+    refused(
+        &framed(&pb::BulkRequest {
+            path: path(dir.path()),
+            ..Default::default()
+        }),
+        pb::ErrorKind::InvalidArgument,
+        "not a regular file",
+    );
+    refused(
+        &framed(&pb::BulkRequest {
+            path: path(&dir.path().join("missing")),
+            ..Default::default()
+        }),
+        pb::ErrorKind::NotFound,
+        "",
+    );
+    // A write over a directory, and a path with a NUL byte.
+    refused(
+        &framed(&pb::BulkRequest {
+            path: path(dir.path()),
+            write: true,
+            size: 0,
+            mode: None,
+        }),
+        pb::ErrorKind::IsADirectory,
+        "directory",
+    );
+    refused(
+        &framed(&pb::BulkRequest {
+            path: bytes::Bytes::from_static(b"/tmp/a\0b"),
+            ..Default::default()
+        }),
+        pb::ErrorKind::InvalidArgument,
+        "NUL",
+    );
+    untouched("refused requests");
+}
