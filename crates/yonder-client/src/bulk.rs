@@ -2,10 +2,13 @@
 //! [`yonder_proto::bulk`]): the target says how to start `yonder server
 //! bulk` there ([`BulkOpener`]; the SSH target runs it through its master),
 //! and the bytes move between the local file and that session's pipes in
-//! the kernel.
+//! the kernel. A session that breaks (a dropped connection) is started
+//! again once the client's connection is back: a download resumes at the
+//! byte where it stopped, an upload starts over (it only replaces the file
+//! once complete, so sending it again is safe).
 
 use crate::{Client, Result};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, ChildStderr};
@@ -22,8 +25,27 @@ pub trait BulkOpener: Send + Sync {
     fn describe(&self) -> String;
 }
 
-/// Progress callback: bytes moved since the last call.
-pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+/// Progress callback: bytes moved since the last call; negative when an
+/// upload starts again from the beginning.
+pub type Progress = Arc<dyn Fn(i64) + Send + Sync>;
+
+/// Tries of one transfer: the first, then up to three after drops.
+const ATTEMPTS: usize = 4;
+
+/// How one try of a transfer ended.
+enum Attempt {
+    Done(pb::Metadata),
+    /// The session did not come up and nothing moved; why, for the log.
+    Unavailable(String),
+    /// The session broke after the server took the request: `moved` bytes
+    /// went through in this try; `meta` is the file as the server described
+    /// it (reads only).
+    Broken {
+        moved: u64,
+        meta: Option<pb::Metadata>,
+        err: RemoteError,
+    },
+}
 
 impl Client {
     /// Gives this client a bulk channel (see the module docs).
@@ -40,6 +62,8 @@ impl Client {
     /// Downloads the remote file `path` into `file` (new and empty) on the
     /// bulk channel; its metadata. `Ok(None)`: no bulk channel, or it could
     /// not be started and nothing was transferred (use the HTTP/2 read).
+    /// After a drop it resumes where it stopped, unless the file changed on
+    /// the server meanwhile (then it fails with `Conflict`).
     pub async fn bulk_read(
         &self,
         path: &Path,
@@ -49,13 +73,49 @@ impl Client {
         let Some(opener) = self.bulk.clone() else {
             return Ok(None);
         };
-        let path = path.to_path_buf();
-        blocking(move || read_blocking(&*opener, &path, &file, &progress)).await
+        let mut done = 0u64;
+        let mut first: Option<pb::Metadata> = None;
+        for attempt in 1..=ATTEMPTS {
+            let (opener, p, expect, progress) = (
+                opener.clone(),
+                path.to_path_buf(),
+                first.clone(),
+                progress.clone(),
+            );
+            let f = file
+                .try_clone()
+                .map_err(|e| RemoteError::from_io(&e, path))?;
+            let r =
+                blocking(move || read_attempt(&*opener, &p, &f, done, expect.as_ref(), &progress))
+                    .await?;
+            match r {
+                Attempt::Done(m) => return Ok(Some(m)),
+                Attempt::Unavailable(why) if attempt == 1 => {
+                    tracing::warn!("{why}; using the main connection");
+                    return Ok(None);
+                }
+                Attempt::Unavailable(why) => {
+                    return Err(RemoteError::new(
+                        ErrorKind::Io,
+                        format!(
+                            "the download stopped after {done} bytes and could not resume: {why}"
+                        ),
+                    )
+                    .with_path(path));
+                }
+                Attempt::Broken { moved, meta, err } => {
+                    done += moved;
+                    first = first.or(meta);
+                    self.recover(attempt, path, &err, done).await?;
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
-    /// Uploads `size` bytes of `file` (positioned at its start) to the remote
-    /// `path` on the bulk channel, atomically; the new file's metadata.
-    /// `Ok(None)` as for [`Client::bulk_read`].
+    /// Uploads `size` bytes of `file` to the remote `path` on the bulk
+    /// channel, atomically; the new file's metadata. `Ok(None)` as for
+    /// [`Client::bulk_read`]. After a drop it sends the file again.
     pub async fn bulk_write(
         &self,
         path: &Path,
@@ -67,8 +127,48 @@ impl Client {
         let Some(opener) = self.bulk.clone() else {
             return Ok(None);
         };
-        let path = path.to_path_buf();
-        blocking(move || write_blocking(&*opener, &path, &file, size, mode, &progress)).await
+        for attempt in 1..=ATTEMPTS {
+            let (opener, p, each) = (opener.clone(), path.to_path_buf(), progress.clone());
+            let f = file
+                .try_clone()
+                .map_err(|e| RemoteError::from_io(&e, path))?;
+            let r = blocking(move || write_attempt(&*opener, &p, &f, size, mode, &each)).await?;
+            match r {
+                Attempt::Done(m) => return Ok(Some(m)),
+                Attempt::Unavailable(why) if attempt == 1 => {
+                    tracing::warn!("{why}; using the main connection");
+                    return Ok(None);
+                }
+                Attempt::Unavailable(why) => {
+                    return Err(RemoteError::new(
+                        ErrorKind::Io,
+                        format!("the upload was cut off and could not start again: {why}"),
+                    )
+                    .with_path(path));
+                }
+                Attempt::Broken { moved, err, .. } => {
+                    progress(-(moved as i64));
+                    self.recover(attempt, path, &err, 0).await?;
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// After a broken try: gives up with `err` on the last try or when the
+    /// connection is not redialled; else waits until the connection is back
+    /// (a call on it redials, which starts a new master when the old one
+    /// died).
+    async fn recover(&self, attempt: usize, path: &Path, err: &RemoteError, at: u64) -> Result<()> {
+        if attempt == ATTEMPTS || !self.redials() {
+            return Err(err.clone());
+        }
+        tracing::warn!("{err}; going on from byte {at} once the connection is back");
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(path);
+        self.stat(parent, true).await.map(|_| ())
     }
 }
 
@@ -90,17 +190,11 @@ struct Session {
 const STDERR_KEEP: u64 = 16 * 1024;
 
 impl Session {
-    fn open(opener: &dyn BulkOpener) -> Option<Self> {
+    fn open(opener: &dyn BulkOpener) -> std::result::Result<Self, String> {
         let what = opener.describe();
-        let mut child = match opener.open() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(
-                    "bulk channel over {what} did not start ({e}); using the main connection"
-                );
-                return None;
-            }
-        };
+        let mut child = opener
+            .open()
+            .map_err(|e| format!("the bulk session over {what} did not start ({e})"))?;
         let stderr = child.stderr.take().map(|s: ChildStderr| {
             std::thread::spawn(move || {
                 let mut kept = Vec::new();
@@ -117,7 +211,7 @@ impl Session {
         if let Some(fd) = child.stdout.as_ref() {
             yonder_proto::limits::grow_pipe(fd.as_fd());
         }
-        Some(Self {
+        Ok(Self {
             child,
             stderr,
             what,
@@ -136,9 +230,23 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// The session broke: an error naming what we were doing and what the
-    /// session said.
-    fn broken(self, path: &Path, doing: &str, e: &io::Error) -> RemoteError {
+    /// Ends the session and describes why it could not be used.
+    fn unavailable(self, e: &io::Error) -> Attempt {
+        let what = self.what.clone();
+        let said = self.finish();
+        Attempt::Unavailable(format!("the bulk session over {what} failed ({e}: {said})"))
+    }
+
+    /// The session broke while moving data: an error naming what we were
+    /// doing and what the session said.
+    fn broken(
+        self,
+        path: &Path,
+        doing: &str,
+        e: &io::Error,
+        moved: u64,
+        meta: Option<pb::Metadata>,
+    ) -> Attempt {
         let what = self.what.clone();
         let said = self.finish();
         let said = if said.is_empty() {
@@ -146,11 +254,15 @@ impl Session {
         } else {
             format!("; it said: {said}")
         };
-        RemoteError::new(
-            ErrorKind::Io,
-            format!("{doing} over the bulk session on {what} failed: {e}{said}"),
-        )
-        .with_path(path)
+        Attempt::Broken {
+            moved,
+            meta,
+            err: RemoteError::new(
+                ErrorKind::Io,
+                format!("{doing} over the bulk session on {what} broke: {e}{said}"),
+            )
+            .with_path(path),
+        }
     }
 }
 
@@ -163,20 +275,26 @@ fn reply_to_result(reply: pb::BulkReply, path: &Path) -> Result<pb::Metadata> {
     })
 }
 
-fn read_blocking(
+/// One try of a download, from byte `offset` of the remote file (which
+/// must still look like `expect`, when given) to `file`'s position.
+fn read_attempt(
     opener: &dyn BulkOpener,
     path: &Path,
     file: &std::fs::File,
+    offset: u64,
+    expect: Option<&pb::Metadata>,
     progress: &Progress,
-) -> Result<Option<pb::Metadata>> {
-    let Some(mut s) = Session::open(opener) else {
-        return Ok(None);
+) -> Result<Attempt> {
+    let mut s = match Session::open(opener) {
+        Ok(s) => s,
+        Err(why) => return Ok(Attempt::Unavailable(why)),
     };
     let req = pb::BulkRequest {
         path: paths::to_wire(path),
         write: false,
         size: 0,
         mode: None,
+        offset,
     };
     let sent = write_message(s.child.stdin.as_mut().expect("piped"), &req);
     let reply = sent.and_then(|()| {
@@ -186,16 +304,7 @@ fn read_blocking(
     });
     let reply = match reply {
         Ok(r) => r,
-        Err(e) => {
-            // Nothing moved yet: the session never came up (no master, an
-            // old server): say so in the log and let the caller fall back.
-            let what = s.what.clone();
-            let said = s.finish();
-            tracing::warn!(
-                "bulk channel over {what} failed ({e}: {said}); using the main connection"
-            );
-            return Ok(None);
-        }
+        Err(e) => return Ok(s.unavailable(&e)),
     };
     let meta = match reply_to_result(reply, path) {
         Ok(m) => m,
@@ -204,20 +313,38 @@ fn read_blocking(
             return Err(e);
         }
     };
+    if let Some(want) = expect
+        && (want.size != meta.size || want.mtime_ns != meta.mtime_ns)
+    {
+        s.finish();
+        return Err(RemoteError::new(
+            ErrorKind::Conflict,
+            format!(
+                "the file changed on the server while it was downloading (cut off after {offset} bytes); run the download again"
+            ),
+        )
+        .with_path(path));
+    }
     let out = s.child.stdout.take().expect("piped");
-    let moved = move_bytes(out.as_fd(), file.as_fd(), meta.size, |n| progress(n));
+    let mut moved = 0u64;
+    let r = move_bytes(out.as_fd(), file.as_fd(), meta.size - offset, |n| {
+        moved += n;
+        progress(n as i64);
+    });
     s.child.stdout = Some(out);
-    match moved {
+    match r {
         Ok(method) => {
             tracing::info!(
                 "{} bytes of {} through the bulk session ({method:?})",
-                meta.size,
+                meta.size - offset,
                 path.display()
             );
             s.finish();
-            Ok(Some(meta))
+            Ok(Attempt::Done(meta))
         }
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(s.broken(path, "a download", &e)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Ok(s.broken(path, "a download", &e, moved, Some(meta)))
+        }
         Err(e) => {
             s.finish();
             Err(
@@ -228,29 +355,34 @@ fn read_blocking(
     }
 }
 
-fn write_blocking(
+/// One try of an upload of `file` from its start.
+fn write_attempt(
     opener: &dyn BulkOpener,
     path: &Path,
-    file: &std::fs::File,
+    mut file: &std::fs::File,
     size: u64,
     mode: Option<u32>,
     progress: &Progress,
-) -> Result<Option<pb::Metadata>> {
-    let Some(mut s) = Session::open(opener) else {
-        return Ok(None);
+) -> Result<Attempt> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| RemoteError::from_io(&e, path))?;
+    let mut s = match Session::open(opener) {
+        Ok(s) => s,
+        Err(why) => return Ok(Attempt::Unavailable(why)),
     };
     let req = pb::BulkRequest {
         path: paths::to_wire(path),
         write: true,
         size,
         mode,
+        offset: 0,
     };
     let mut moved = 0u64;
     let stdin = s.child.stdin.take().expect("piped");
     let sent = write_message(&mut &stdin, &req).and_then(|()| {
         move_bytes(file.as_fd(), stdin.as_fd(), size, |n| {
             moved += n;
-            progress(n);
+            progress(n as i64);
         })
     });
     // All sent (or the session stopped taking bytes): our end of stdin
@@ -272,16 +404,9 @@ fn write_blocking(
                     path.display()
                 );
             }
-            r.map(Some)
+            r.map(Attempt::Done)
         }
-        (Err(e), Err(_)) if moved == 0 => {
-            let what = s.what.clone();
-            let said = s.finish();
-            tracing::warn!(
-                "bulk channel over {what} failed ({e}: {said}); using the main connection"
-            );
-            Ok(None)
-        }
-        (Err(e), Err(_)) | (Ok(_), Err(e)) => Err(s.broken(path, "an upload", &e)),
+        (Err(e), Err(_)) if moved == 0 => Ok(s.unavailable(&e)),
+        (Err(e), Err(_)) | (Ok(_), Err(e)) => Ok(s.broken(path, "an upload", &e, moved, None)),
     }
 }

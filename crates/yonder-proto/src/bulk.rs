@@ -351,6 +351,7 @@ mod tests {
             write: true,
             size: 7,
             mode: Some(0o644),
+            offset: 0,
         };
         let mut buf = Vec::new();
         write_message(&mut buf, &req).unwrap();

@@ -24,6 +24,17 @@ pub fn serve() -> i32 {
     // never closes them.
     let mut input = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
     let mut output = ManuallyDrop::new(unsafe { File::from_raw_fd(1) });
+    // ssh may hang up on us when the connection drops: carry on to the end
+    // of stdin, so that a cut upload still removes its temp file. Killed,
+    // the temp file goes too.
+    // SAFETY: setting a signal to be ignored; installing a handler that
+    // only calls async-signal-safe functions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            libc::signal(sig, on_kill as *const () as libc::sighandler_t);
+        }
+    }
     yonder_proto::limits::grow_pipe(input.as_fd());
     yonder_proto::limits::grow_pipe(output.as_fd());
     if output.write_all(bulk::MAGIC).is_err() {
@@ -44,7 +55,7 @@ pub fn serve() -> i32 {
     let result = match request_path(&req.path) {
         Err(e) => Err(Failure::Untold(e)),
         Ok(path) if req.write => receive(&mut input, &mut output, &path, &req),
-        Ok(path) => send(&mut output, &path),
+        Ok(path) => send(&mut output, &path, req.offset),
     };
     match result {
         Ok(()) => 0,
@@ -56,6 +67,19 @@ pub fn serve() -> i32 {
             1
         }
     }
+}
+
+/// The temp file of the write in progress, for [`on_kill`].
+static TEMP: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+/// SIGTERM/SIGINT: remove the unfinished temp file, then exit.
+extern "C" fn on_kill(_: libc::c_int) {
+    if let Some(p) = TEMP.get() {
+        // SAFETY: unlink and _exit are async-signal-safe; the string lives
+        // in a static that is never dropped.
+        unsafe { libc::unlink(p.as_ptr()) };
+    }
+    unsafe { libc::_exit(1) }
 }
 
 enum Failure {
@@ -72,9 +96,10 @@ impl From<RemoteError> for Failure {
     }
 }
 
-/// Sends the file at `path`: its metadata, then its bytes.
-fn send(output: &mut File, path: &Path) -> Result<(), Failure> {
-    let file = File::open(path).map_err(|e| RemoteError::from_io(&e, path))?;
+/// Sends the file at `path`: its metadata, then its bytes from `offset`.
+fn send(output: &mut File, path: &Path, offset: u64) -> Result<(), Failure> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path).map_err(|e| RemoteError::from_io(&e, path))?;
     let m = file
         .metadata()
         .map_err(|e| RemoteError::from_io(&e, path))?;
@@ -86,6 +111,19 @@ fn send(output: &mut File, path: &Path) -> Result<(), Failure> {
         .with_path(path)
         .into());
     }
+    if offset > m.len() {
+        return Err(RemoteError::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "offset {offset} is past the end of the file ({} bytes)",
+                m.len()
+            ),
+        )
+        .with_path(path)
+        .into());
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| RemoteError::from_io(&e, path))?;
     let reply = pb::BulkReply {
         error: None,
         metadata: Some(to_metadata(path, &m)),
@@ -94,7 +132,7 @@ fn send(output: &mut File, path: &Path) -> Result<(), Failure> {
         eprintln!("yonder server bulk: sending {}: {e}", path.display());
         Failure::Told
     })?;
-    bulk::move_bytes(file.as_fd(), output.as_fd(), m.len(), |_| {}).map_err(|e| {
+    bulk::move_bytes(file.as_fd(), output.as_fd(), m.len() - offset, |_| {}).map_err(|e| {
         // The reply promised m.len() bytes; stopping short is how the client
         // learns, and stderr (relayed by ssh) says why.
         eprintln!("yonder server bulk: reading {}: {e}", path.display());
@@ -112,6 +150,9 @@ fn receive(
     req: &pb::BulkRequest,
 ) -> Result<(), Failure> {
     let mut prepared = PreparedWrite::new(path, req.mode, false, None)?;
+    if let Ok(c) = std::ffi::CString::new(prepared.temp_path().as_os_str().as_encoded_bytes()) {
+        let _ = TEMP.set(c);
+    }
     let file = prepared.take_file();
     if let Err(e) = bulk::move_bytes(input.as_fd(), file.as_fd(), req.size, |_| {}) {
         // The temp file is removed when `prepared` drops: the destination

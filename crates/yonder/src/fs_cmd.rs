@@ -274,7 +274,7 @@ async fn upload_file(
                 file.try_clone()?,
                 size,
                 Some(mode),
-                Arc::new(move |n| p.add(n)),
+                Arc::new(move |n| p.step(n)),
             )
             .await?;
         if sent.is_some() {
@@ -446,7 +446,7 @@ async fn download_file(
         let bulk = if use_bulk(client, size) {
             let p = progress.clone();
             client
-                .bulk_read(src, f.try_clone()?, Arc::new(move |n| p.add(n)))
+                .bulk_read(src, f.try_clone()?, Arc::new(move |n| p.step(n)))
                 .await?
         } else {
             None

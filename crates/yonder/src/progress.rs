@@ -47,6 +47,15 @@ impl Progress {
         }
     }
 
+    /// Moves by `n` bytes: back when a transfer starts over.
+    pub fn step(&self, n: i64) {
+        if n >= 0 {
+            self.add(n as u64);
+        } else {
+            self.bar.dec(n.unsigned_abs());
+        }
+    }
+
     pub fn position(&self) -> u64 {
         self.bar.position()
     }

@@ -316,6 +316,7 @@ fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
         write: true,
         size: data.len() as u64,
         mode: Some(0o600),
+        offset: 0,
     });
     input.extend_from_slice(&data);
     let (code, out, err) = bulk(&input);
@@ -334,6 +335,16 @@ fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
     let (r, rest) = reply(&out);
     assert_eq!(r.metadata.unwrap().size, data.len() as u64);
     assert!(rest == data, "the file's bytes follow the reply exactly");
+    // A resumed read: the whole file's metadata, then the bytes from the offset.
+    let (code, out, err) = bulk(&framed(&pb::BulkRequest {
+        path: path(&dest),
+        offset: 1_000_000,
+        ..Default::default()
+    }));
+    assert_eq!(code, 0, "{err}");
+    let (r, rest) = reply(&out);
+    assert_eq!(r.metadata.unwrap().size, data.len() as u64);
+    assert!(rest == data[1_000_000..], "the tail from the offset");
 
     let untouched = |what: &str| {
         assert!(
@@ -365,6 +376,7 @@ fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
         write: true,
         size: data.len() as u64,
         mode: None,
+        offset: 0,
     });
     short.extend_from_slice(&data[..1000]);
     refused(&short, pb::ErrorKind::Cancelled, "the file was not changed");
@@ -403,6 +415,15 @@ fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
         pb::ErrorKind::NotFound,
         "",
     );
+    refused(
+        &framed(&pb::BulkRequest {
+            path: path(&dest),
+            offset: data.len() as u64 + 1,
+            ..Default::default()
+        }),
+        pb::ErrorKind::InvalidArgument,
+        "past the end",
+    );
     // A write over a directory, and a path with a NUL byte.
     refused(
         &framed(&pb::BulkRequest {
@@ -410,6 +431,7 @@ fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
             write: true,
             size: 0,
             mode: None,
+            offset: 0,
         }),
         pb::ErrorKind::IsADirectory,
         "directory",

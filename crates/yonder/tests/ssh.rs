@@ -1077,6 +1077,65 @@ fn large_files_go_on_a_session_of_their_own_through_the_master() {
     );
     assert_eq!(std::fs::read_dir(&locked).unwrap().count(), 0);
 
+    // A session cut mid-way: the download goes on from where it stopped,
+    // the upload starts over, and both end complete and exact.
+    let big = s.dir.join("big.bin");
+    random_file(&big, 512 << 20);
+    let cut_once = |what: &str,
+                    mut cmd: std::process::Command,
+                    temp_in: &std::path::Path,
+                    temp_prefix: &str| {
+        let child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let growing = std::fs::read_dir(temp_in).unwrap().flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(temp_prefix)
+                    && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+            });
+            if growing {
+                break;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{what}: no temp file in {temp_in:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The bulk session's ssh (here) and server (on the remote).
+        let st = std::process::Command::new("pkill")
+            .args(["-f", "server bulk"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{what}: nothing to cut");
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{what}: {err}");
+        assert!(err.contains("once the connection is back"), "{what}: {err}");
+        err
+    };
+    let up2 = dir.join("up2.bin");
+    let mut put = s.cli();
+    put.args(["-v", "fs", "yt", "put"]).arg(&big).arg(&up2);
+    let err = cut_once("upload", put, &dir, ".up2.bin.yonder-");
+    assert!(err.contains("from byte 0"), "{err}");
+    assert_eq!(sha256_file(&up2), sha256_file(&big));
+    // The killed server removed its temp file (the second one became up2).
+    let temps: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+    let down2 = s.dir.join("down2.bin");
+    let mut get = s.cli();
+    get.args(["-v", "fs", "yt", "get"]).arg(&up2).arg(&down2);
+    let err = cut_once("download", get, &s.dir, ".down2.bin.yonder-");
+    assert!(!err.contains("from byte 0 "), "a download resumes: {err}");
+    assert_eq!(sha256_file(&down2), sha256_file(&big));
+    for f in [&big, &down2, &up2] {
+        std::fs::remove_file(f).unwrap();
+    }
+
     // Turned off: the same result through the main connection.
     std::fs::remove_file(&back).unwrap();
     let err = {

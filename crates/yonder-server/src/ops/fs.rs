@@ -604,6 +604,11 @@ impl PreparedWrite {
         })
     }
 
+    /// Where the content goes until [`PreparedWrite::finish`].
+    pub(crate) fn temp_path(&self) -> &Path {
+        &self.tmp.path
+    }
+
     /// The temp file, to write the content into.
     pub(crate) fn take_file(&mut self) -> File {
         self.tmp.file.take().expect("fresh temp file")
