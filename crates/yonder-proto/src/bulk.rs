@@ -80,6 +80,15 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// worth it.
 pub const MIN_SIZE: u64 = 8 << 20;
 
+/// Into a file, writeback of what was written so far starts after every
+/// this many bytes (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: started, not
+/// waited for). The file is renamed over its destination at the end, and
+/// ext4 then flushes every dirty page of it before the rename returns (its
+/// `auto_da_alloc` safety for programs that do not fsync): 0.4 s of a
+/// 2.6 s 1 GiB download here. Started early, that writeback overlaps the
+/// transfer instead.
+const FLUSH_EVERY: u64 = 8 << 20;
+
 /// Bytes one `sendfile`/`splice` call may move, and the buffer of the
 /// read/write fallback: between progress updates.
 const CHUNK: usize = 4 << 20;
@@ -215,6 +224,8 @@ pub fn move_bytes(
     } else {
         Method::Copy
     };
+    let flush_every = if is_file(to) { FLUSH_EVERY } else { 0 };
+    let mut unflushed = 0u64;
     let mut left = len;
     let mut buf = Vec::new();
     let mut first = true;
@@ -255,6 +266,16 @@ pub fn move_bytes(
         }
         left -= n as u64;
         progress(n as u64);
+        if flush_every > 0 {
+            unflushed += n as u64;
+            if unflushed >= flush_every {
+                // SAFETY: a hint on a descriptor the caller holds; offset 0
+                // and nbytes 0 mean the whole file, and pages under
+                // writeback already are skipped.
+                unsafe { libc::sync_file_range(to.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+                unflushed = 0;
+            }
+        }
     }
     Ok(method)
 }
