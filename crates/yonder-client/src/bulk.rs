@@ -88,22 +88,9 @@ impl Client {
             let r =
                 blocking(move || read_attempt(&*opener, &p, &f, done, expect.as_ref(), &progress))
                     .await?;
-            match r {
-                Attempt::Done(m) => return Ok(Some(m)),
-                Attempt::Unavailable(why) if attempt == 1 => {
-                    tracing::warn!("{why}; using the main connection");
-                    return Ok(None);
-                }
-                Attempt::Unavailable(why) => {
-                    return Err(RemoteError::new(
-                        ErrorKind::Io,
-                        format!(
-                            "the download stopped after {done} bytes and could not resume: {why}"
-                        ),
-                    )
-                    .with_path(path));
-                }
-                Attempt::Broken { moved, meta, err } => {
+            match settle(attempt, r, path, "the download") {
+                Next::Return(r) => return r,
+                Next::Again { moved, meta, err } => {
                     done += moved;
                     first = first.or(meta);
                     self.recover(attempt, path, &err, done).await?;
@@ -133,20 +120,9 @@ impl Client {
                 .try_clone()
                 .map_err(|e| RemoteError::from_io(&e, path))?;
             let r = blocking(move || write_attempt(&*opener, &p, &f, size, mode, &each)).await?;
-            match r {
-                Attempt::Done(m) => return Ok(Some(m)),
-                Attempt::Unavailable(why) if attempt == 1 => {
-                    tracing::warn!("{why}; using the main connection");
-                    return Ok(None);
-                }
-                Attempt::Unavailable(why) => {
-                    return Err(RemoteError::new(
-                        ErrorKind::Io,
-                        format!("the upload was cut off and could not start again: {why}"),
-                    )
-                    .with_path(path));
-                }
-                Attempt::Broken { moved, err, .. } => {
+            match settle(attempt, r, path, "the upload") {
+                Next::Return(r) => return r,
+                Next::Again { moved, err, .. } => {
                     progress(-(moved as i64));
                     self.recover(attempt, path, &err, 0).await?;
                 }
@@ -169,6 +145,38 @@ impl Client {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(path);
         self.stat(parent, true).await.map(|_| ())
+    }
+}
+
+/// What follows one try.
+enum Next {
+    /// The transfer is over: done, left to the main connection (`Ok(None)`),
+    /// or failed.
+    Return(Result<Option<pb::Metadata>>),
+    /// The session broke mid-way: try again once the connection is back.
+    Again {
+        moved: u64,
+        meta: Option<pb::Metadata>,
+        err: RemoteError,
+    },
+}
+
+/// The ends common to reads and writes: a finished try, or a session that
+/// did not start (on the first try the caller falls back to the main
+/// connection; later, the connection came back without its master).
+fn settle(attempt: usize, r: Attempt, path: &Path, doing: &str) -> Next {
+    match r {
+        Attempt::Done(m) => Next::Return(Ok(Some(m))),
+        Attempt::Unavailable(why) if attempt == 1 => {
+            tracing::warn!("{why}; using the main connection");
+            Next::Return(Ok(None))
+        }
+        Attempt::Unavailable(why) => Next::Return(Err(RemoteError::new(
+            ErrorKind::Io,
+            format!("{doing} was cut off and could not go on: {why}"),
+        )
+        .with_path(path))),
+        Attempt::Broken { moved, meta, err } => Next::Again { moved, meta, err },
     }
 }
 
