@@ -16,6 +16,12 @@ const RUNS: usize = 10;
 /// the bulk channel, in that order each turn).
 const BULK_TURNS: usize = 3;
 
+/// Turns of the 1 GiB forwards (no disk involved: cheaper to repeat).
+const FORWARD_TURNS: usize = 5;
+
+/// Turns of the 10,000-file copies.
+const TREE_TURNS: usize = 3;
+
 /// Bytes pushed each way through a forward: 1 GiB, as for the file copies.
 const FORWARD_BYTES: u64 = 1 << 30;
 const FORWARD_BLOCK: usize = 1 << 20;
@@ -160,6 +166,34 @@ fn best(n: usize, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Re
         b = b.min(f()?);
     }
     Ok(b)
+}
+
+/// Runs each of `runs` once per turn, `turns` times, so that a change in
+/// the machine's load hits all of them; the times, per run.
+fn in_turns(
+    turns: usize,
+    runs: &mut [&mut dyn FnMut() -> anyhow::Result<Duration>],
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut times = vec![Vec::with_capacity(turns); runs.len()];
+    for _ in 0..turns {
+        for (k, run) in runs.iter_mut().enumerate() {
+            times[k].push(run()?);
+        }
+    }
+    Ok(times)
+}
+
+/// The lowest and highest of the per-turn ratios `b[i] / a[i]`.
+fn ratio_range(a: &[Duration], b: &[Duration]) -> (f64, f64) {
+    let ratios = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| b.as_secs_f64() / a.as_secs_f64());
+    ratios.fold((f64::MAX, 0.0), |(lo, hi), r| (lo.min(r), hi.max(r)))
+}
+
+fn fastest(v: &[Duration]) -> Duration {
+    v.iter().min().copied().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {
@@ -330,16 +364,21 @@ fn main() -> anyhow::Result<()> {
         ),
     ];
     for (what, cmds) in [("upload", &cmds_up), ("download", &cmds_down)] {
-        let mut times = vec![Vec::new(); cmds.len()];
-        for _ in 0..BULK_TURNS {
-            for (k, c) in cmds.iter().enumerate() {
-                // Dirty pages of the copy before are written back outside
-                // the timed part: the kernel's writeback throttling would
-                // otherwise slow whichever copy crosses its threshold.
-                sh("sync")?;
-                times[k].push(sh(c)?);
-            }
-        }
+        // Dirty pages of the copy before are written back outside the timed
+        // part: the kernel's writeback throttling would otherwise slow
+        // whichever copy crosses its threshold.
+        let mut runs: Vec<Box<dyn FnMut() -> anyhow::Result<Duration>>> = cmds
+            .iter()
+            .map(|c| {
+                Box::new(move || {
+                    sh("sync")?;
+                    sh(c)
+                }) as Box<dyn FnMut() -> anyhow::Result<Duration>>
+            })
+            .collect();
+        let mut refs: Vec<&mut dyn FnMut() -> anyhow::Result<Duration>> =
+            runs.iter_mut().map(|r| &mut **r as _).collect();
+        let times = in_turns(BULK_TURNS, &mut refs)?;
         for (t, turn) in (0..BULK_TURNS).enumerate() {
             let each: Vec<String> = times.iter().map(|v| mib(v[turn])).collect();
             eprintln!(
@@ -348,14 +387,8 @@ fn main() -> anyhow::Result<()> {
                 each.join(", ")
             );
         }
-        let best = |k: usize| times[k].iter().min().copied().unwrap_or_default();
-        let ratios: Vec<f64> = times[0]
-            .iter()
-            .zip(&times[1])
-            .map(|(y, s)| s.as_secs_f64() / y.as_secs_f64())
-            .collect();
-        let lo = ratios.iter().copied().fold(f64::MAX, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let best = |k: usize| fastest(&times[k]);
+        let (lo, hi) = ratio_range(&times[0], &times[1]);
         rows.push((
             format!("{what} 1 GiB (goal ≥ 1.0× scp; best of {BULK_TURNS} turns)"),
             format!("{} (main connection: {})", mib(best(0)), mib(best(3))),
@@ -379,60 +412,81 @@ fn main() -> anyhow::Result<()> {
         t = tree.display()
     ))?;
     let rtree = format!("/home/{USER}/.yonder-bench/tree");
-    let put = best(2, || {
-        let _ = Command::new("rm").args(["-rf", &rtree]).status();
-        sh("sync")?;
-        sh(&format!(
-            "{} > /dev/null",
-            yonder(&format!("fs b put {} {rtree}", tree.display()))
-        ))
-    })?;
-    let rsync = best(2, || {
-        let _ = Command::new("rm")
-            .args(["-rf", &format!("{rtree}.rsync")])
-            .status();
-        // Writeback of earlier copies stays outside the timed part.
-        sh("sync")?;
-        sh(&format!(
-            "rsync -a -e '{ssh}' {}/ b:{rtree}.rsync/",
-            tree.display()
-        ))
-    })?;
-    let tar = best(2, || {
-        sh("sync")?;
-        sh(&format!(
-            "tar -C {} -cf - . | {ssh} b 'mkdir -p {rtree}.tar && tar -C {rtree}.tar -xf -' 2>/dev/null",
-            tree.display()
-        ))
-    })?;
+    // Each copy starts from nothing on the receiving side, after `sync`
+    // (writeback of earlier copies stays outside the timed part); in turns.
+    let fresh = |dir: &str| -> anyhow::Result<()> {
+        let _ = Command::new("rm").args(["-rf", dir]).status();
+        sh("sync").map(|_| ())
+    };
+    let put_times = in_turns(
+        TREE_TURNS,
+        &mut [
+            &mut || {
+                fresh(&rtree)?;
+                sh(&format!(
+                    "{} > /dev/null",
+                    yonder(&format!("fs b put {} {rtree}", tree.display()))
+                ))
+            },
+            &mut || {
+                fresh(&format!("{rtree}.rsync"))?;
+                sh(&format!(
+                    "rsync -a -e '{ssh}' {}/ b:{rtree}.rsync/",
+                    tree.display()
+                ))
+            },
+            &mut || {
+                fresh(&format!("{rtree}.tar"))?;
+                sh(&format!(
+                    "tar -C {} -cf - . | {ssh} b 'mkdir -p {rtree}.tar && tar -C {rtree}.tar -xf -' 2>/dev/null",
+                    tree.display()
+                ))
+            },
+        ],
+    )?;
+    let (lo, hi) = ratio_range(&put_times[1], &put_times[0]);
+    let (put, rsync) = (fastest(&put_times[0]), fastest(&put_times[1]));
     rows.push((
-        "put 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time)".into(),
+        format!("put 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time; best of {TREE_TURNS} turns)"),
         ms(put),
-        format!("rsync -a {}, tar|ssh {}", ms(rsync), ms(tar)),
-        format!("{:.2}× rsync", put.as_secs_f64() / rsync.as_secs_f64()),
+        format!(
+            "rsync -a {}, tar|ssh {}",
+            ms(rsync),
+            ms(fastest(&put_times[2]))
+        ),
+        format!(
+            "{:.2}× rsync (turns {lo:.2}–{hi:.2}×)",
+            put.as_secs_f64() / rsync.as_secs_f64()
+        ),
     ));
     let local_back = d.join("back");
-    let get = best(2, || {
-        let _ = std::fs::remove_dir_all(&local_back);
-        sh("sync")?;
-        sh(&format!(
-            "{} > /dev/null",
-            yonder(&format!("fs b get {rtree} {}", local_back.display()))
-        ))
-    })?;
-    let rsync_get = best(2, || {
-        let _ = std::fs::remove_dir_all(local_back.with_extension("rsync"));
-        sh("sync")?;
-        sh(&format!(
-            "rsync -a -e '{ssh}' b:{rtree}/ {}/",
-            local_back.with_extension("rsync").display()
-        ))
-    })?;
+    let back = local_back.display().to_string();
+    let get_times = in_turns(
+        TREE_TURNS,
+        &mut [
+            &mut || {
+                fresh(&back)?;
+                sh(&format!(
+                    "{} > /dev/null",
+                    yonder(&format!("fs b get {rtree} {back}"))
+                ))
+            },
+            &mut || {
+                fresh(&format!("{back}.rsync"))?;
+                sh(&format!("rsync -a -e '{ssh}' b:{rtree}/ {back}.rsync/"))
+            },
+        ],
+    )?;
+    let (lo, hi) = ratio_range(&get_times[1], &get_times[0]);
+    let (get, rsync_get) = (fastest(&get_times[0]), fastest(&get_times[1]));
     rows.push((
-        "get 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time)".into(),
+        format!("get 10,000 × 1 KiB files (goal ≤ 1.0× rsync's time; best of {TREE_TURNS} turns)"),
         ms(get),
         format!("rsync -a {}", ms(rsync_get)),
-        format!("{:.2}× rsync", get.as_secs_f64() / rsync_get.as_secs_f64()),
+        format!(
+            "{:.2}× rsync (turns {lo:.2}–{hi:.2}×)",
+            get.as_secs_f64() / rsync_get.as_secs_f64()
+        ),
     ));
 
     // `yonder forward` vs `ssh -L` (a fresh ssh, no master), 1 GiB each way
@@ -446,25 +500,15 @@ fn main() -> anyhow::Result<()> {
     )?;
     for (upload, what) in [(true, "upload"), (false, "download")] {
         // In turns, as the copies above.
-        let (mut ys, mut ss) = (Vec::new(), Vec::new());
-        for _ in 0..BULK_TURNS {
-            ys.push(through(yp, upload)?);
-            ss.push(through(sp, upload)?);
-        }
-        let ratios: Vec<f64> = ys
-            .iter()
-            .zip(&ss)
-            .map(|(y, s)| s.as_secs_f64() / y.as_secs_f64())
-            .collect();
-        let lo = ratios.iter().copied().fold(f64::MAX, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
-        let (y, s) = (
-            ys.iter().min().copied().unwrap_or_default(),
-            ss.iter().min().copied().unwrap_or_default(),
-        );
+        let t = in_turns(
+            FORWARD_TURNS,
+            &mut [&mut || through(yp, upload), &mut || through(sp, upload)],
+        )?;
+        let (lo, hi) = ratio_range(&t[0], &t[1]);
+        let (y, s) = (fastest(&t[0]), fastest(&t[1]));
         rows.push((
             format!(
-                "forward: {what} 1 GiB through the tunnel (goal ≥ 0.9× ssh -L; best of {BULK_TURNS} turns)"
+                "forward: {what} 1 GiB through the tunnel (goal ≥ 0.9× ssh -L; best of {FORWARD_TURNS} turns)"
             ),
             mib(y),
             format!("ssh -L {}", mib(s)),
