@@ -153,20 +153,18 @@ pub enum Method {
     Copy,
 }
 
-fn is_file(fd: BorrowedFd<'_>) -> bool {
+/// The file type bits of `fd` (`S_IFREG`, `S_IFIFO`, ...); 0 when fstat fails.
+fn file_type(fd: BorrowedFd<'_>) -> libc::mode_t {
     // SAFETY: fstat into a zeroed struct on a descriptor the caller holds.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return 0;
     }
+    st.st_mode & libc::S_IFMT
 }
 
-fn is_pipe(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: as in `is_file`.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
-    }
+fn is_file(fd: BorrowedFd<'_>) -> bool {
+    file_type(fd) == libc::S_IFREG
 }
 
 /// One kernel-side transfer of at most `len` bytes; `Ok(0)` at end of file.
@@ -219,7 +217,7 @@ pub fn move_bytes(
 ) -> io::Result<Method> {
     let mut method = if is_file(from) {
         Method::Sendfile
-    } else if is_pipe(from) && is_file(to) {
+    } else if file_type(from) == libc::S_IFIFO && is_file(to) {
         Method::Splice
     } else {
         Method::Copy

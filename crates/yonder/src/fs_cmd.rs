@@ -441,7 +441,7 @@ async fn download_file(
     tmp_name.push(format!(".yonder-{}.tmp", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = async {
-        let mut f = std::fs::File::create(&tmp)
+        let f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let bulk = if use_bulk(client, size) {
             let p = progress.clone();
@@ -451,38 +451,15 @@ async fn download_file(
         } else {
             None
         };
-        if bulk.is_some() {
-            f.set_permissions(std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("writing {}", dst.display()))?;
-            drop(f);
-            tokio::fs::rename(&tmp, dst)
+        let f = match bulk {
+            Some(_) => f,
+            None => fill_over_main_connection(client, src, f, progress)
                 .await
-                .with_context(|| format!("cannot replace {}", dst.display()))?;
-            return anyhow::Ok(());
-        }
-        let mut s = client.read(src, 0, None).await?;
-        // Writes run on one blocking thread fed by a bounded queue: no
-        // thread hop and no copy per chunk (tokio::fs::File does both), and
-        // the disk write overlaps receiving the next chunk.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
-        let writer = tokio::task::spawn_blocking(move || {
-            while let Some(chunk) = rx.blocking_recv() {
-                std::io::Write::write_all(&mut f, &chunk[..])?;
-            }
-            f.set_permissions(std::fs::Permissions::from_mode(mode))
-        });
-        while let Some(chunk) = s.next().await {
-            let chunk = chunk?;
-            let n = chunk.len() as u64;
-            if tx.send(chunk).await.is_err() {
-                break; // the writer failed: its result says why
-            }
-            progress.add(n);
-        }
-        drop(tx);
-        writer
-            .await?
+                .with_context(|| format!("writing {}", dst.display()))?,
+        };
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("writing {}", dst.display()))?;
+        drop(f);
         // No fsync per file, like cp and rsync; the rename keeps it atomic.
         tokio::fs::rename(&tmp, dst)
             .await
@@ -494,6 +471,37 @@ async fn download_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads the remote file `src` into `f` through the main connection (an
+/// HTTP/2 stream); `f` back when all of it is written.
+async fn fill_over_main_connection(
+    client: &Client,
+    src: &Path,
+    mut f: std::fs::File,
+    progress: &Progress,
+) -> anyhow::Result<std::fs::File> {
+    let mut s = client.read(src, 0, None).await?;
+    // Writes run on one blocking thread fed by a bounded queue: no thread
+    // hop and no copy per chunk (tokio::fs::File does both), and the disk
+    // write overlaps receiving the next chunk.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            std::io::Write::write_all(&mut f, &chunk[..])?;
+        }
+        Ok::<_, std::io::Error>(f)
+    });
+    while let Some(chunk) = s.next().await {
+        let chunk = chunk?;
+        let n = chunk.len() as u64;
+        if tx.send(chunk).await.is_err() {
+            break; // the writer failed: its result says why
+        }
+        progress.add(n);
+    }
+    drop(tx);
+    Ok(writer.await??)
 }
 
 async fn get(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<()> {
