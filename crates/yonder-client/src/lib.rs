@@ -16,8 +16,13 @@
 //! went away are sent again, with backoff, for about two minutes. Reads are
 //! simply repeated; changes (mkdir, remove, rename, copy, symlink, an
 //! in-memory write) carry a request id, so the server applies each at most
-//! once even when its answer was lost. Streams (watch, terminals, search,
-//! process output) end with an error instead: their owners re-open them.
+//! once even when its answer was lost. Streams of idempotent calls go on
+//! from where they were (see `resume`): a file's bytes from the next byte
+//! (unless the file changed: `Conflict`), a directory listing or a search
+//! without the entries and lines already given, a tree download or upload
+//! from the start (whole files replace whole files). Streams with effects
+//! (process output, terminals, watches) end with an error instead: their
+//! owners re-attach or re-open them; a program is never started twice.
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -46,6 +51,7 @@ pub mod bulk;
 pub mod direct;
 pub mod direct_exec;
 pub mod forward;
+mod resume;
 pub mod search;
 pub mod terminal;
 pub mod tree;
@@ -659,7 +665,9 @@ impl Client {
         .await
     }
 
-    /// Streams a directory's entries as the server reads them.
+    /// Streams a directory's entries as the server reads them. On a client
+    /// that redials, a listing cut by a dropped connection is asked for
+    /// again and the names already given are left out.
     pub async fn list_dir(
         &self,
         path: impl AsRef<Path>,
@@ -669,16 +677,27 @@ impl Client {
             path: to_wire(path.as_ref()),
             with_metadata,
         };
-        let s = self
-            .fs
-            .clone()
-            .list_dir(req)
-            .await
-            .map_err(remote)?
-            .into_inner();
+        let first = self
+            .retrying(|| {
+                let (mut fs, req) = (self.fs.clone(), req.clone());
+                async move { fs.list_dir(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let fs = self.fs.clone();
+        let open = move |_: &mut std::collections::HashSet<Bytes>| {
+            let (mut fs, req) = (fs.clone(), req.clone());
+            async move { Ok(fs.list_dir(req).await?.into_inner()) }
+        };
+        // Names are unique in a directory: the set is what was delivered.
+        let take = |seen: &mut std::collections::HashSet<Bytes>, b: pb::DirEntries| {
+            let mut b = b.entries;
+            b.retain(|e| seen.insert(e.name.clone()));
+            b
+        };
+        let s = resume::resuming(self.redials, first, Default::default(), open, take);
         let s = s.flat_map(|batch| {
             let items: Vec<Result<DirEntry>> = match batch {
-                Ok(b) => b.entries.into_iter().map(Ok).collect(),
+                Ok(b) => b.into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(remote(e))],
             };
             futures::stream::iter(items)
@@ -712,26 +731,94 @@ impl Client {
     }
 
     /// Streams a file's bytes from `offset`, `length` bytes or to the end.
+    /// On a client that redials, a read cut by a dropped connection goes on
+    /// from the next byte, unless the file changed meanwhile (its version
+    /// differs from the one it had when the read began): then the stream
+    /// ends with `Conflict` rather than join two versions.
     pub async fn read(
         &self,
         path: impl AsRef<Path>,
         offset: u64,
         length: Option<u64>,
     ) -> Result<RemoteStream<Bytes>> {
+        let path = path.as_ref();
         let req = pb::ReadRequest {
-            path: to_wire(path.as_ref()),
+            path: to_wire(path),
             offset,
             length,
         };
-        let s = self
-            .fs
-            .clone()
-            .read(req)
-            .await
-            .map_err(remote)?
-            .into_inner();
+        if !self.redials {
+            let s = self
+                .fs
+                .clone()
+                .read(req)
+                .await
+                .map_err(remote)?
+                .into_inner();
+            return Ok(RemoteStream {
+                inner: Box::pin(s.map(|c| c.map(|c| c.data).map_err(remote))),
+            });
+        }
+        // The version is asked for beside the read, not before it: no
+        // round trip is added.
+        let (meta, first) = tokio::join!(
+            self.stat(path, true),
+            self.retrying(|| {
+                let (mut fs, req) = (self.fs.clone(), req.clone());
+                async move { fs.read(req).await.map(|r| r.into_inner()) }
+            })
+        );
+        let first = first?;
+        let version = meta.ok().map(|m| m.version);
+        struct At {
+            next: u64,
+            left: Option<u64>,
+        }
+        let (fs, stat) = (
+            self.fs.clone(),
+            pb::StatRequest {
+                path: req.path.clone(),
+                follow_symlinks: true,
+            },
+        );
+        let open = move |at: &mut At| {
+            let (mut fs, stat, version) = (fs.clone(), stat.clone(), version.clone());
+            let req = pb::ReadRequest {
+                path: stat.path.clone(),
+                offset: at.next,
+                length: at.left,
+            };
+            async move {
+                let now = fs.stat(stat.clone()).await?.into_inner().version;
+                if version.as_deref() != Some(now.as_str()) {
+                    return Err(RemoteError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "the file changed while it was being read (the connection \
+                             dropped at byte {}, and it is not the same file now); \
+                             read it again",
+                            req.offset
+                        ),
+                    )
+                    .with_path(from_wire(&stat.path))
+                    .into());
+                }
+                Ok(fs.read(req).await?.into_inner())
+            }
+        };
+        let take = |at: &mut At, c: pb::DataChunk| {
+            let n = c.data.len() as u64;
+            at.next += n;
+            at.left = at.left.map(|l| l.saturating_sub(n));
+            c.data
+        };
+        let at = At {
+            next: offset,
+            left: length,
+        };
+        let s = resume::resuming(true, first, at, open, take);
         Ok(RemoteStream {
-            inner: Box::pin(s.map(|c| c.map(|c| c.data).map_err(remote))),
+            inner: Box::pin(s.map(|c| c.map_err(remote))),
         })
     }
 
@@ -860,6 +947,35 @@ impl Client {
             match self.write_call(path.as_ref(), opts.clone(), once).await {
                 Ok(r) => return Ok(r),
                 Err((_, true)) if self.redials && attempt < RETRY_DELAYS_MS.len() => {
+                    tokio::time::sleep(Duration::from_millis(RETRY_DELAYS_MS[attempt])).await;
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Client::write`] of data that can be produced again: `data()` makes
+    /// the stream for each attempt. On a client that redials, a write cut
+    /// by a dropped connection is sent again from the start under one
+    /// request id (the file is only replaced when complete, and never twice).
+    pub async fn write_again<S, F>(
+        &self,
+        path: impl AsRef<Path>,
+        mut opts: WriteOptions,
+        mut data: F,
+    ) -> Result<WriteReply>
+    where
+        F: FnMut() -> S,
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        opts.request_id.get_or_insert_with(new_request_id);
+        let mut attempt = 0;
+        loop {
+            match self.write_call(path.as_ref(), opts.clone(), data()).await {
+                Ok(r) => return Ok(r),
+                Err((_, true)) if self.redials && attempt < RETRY_DELAYS_MS.len() => {
+                    tracing::warn!("the connection dropped; sending the file again");
                     tokio::time::sleep(Duration::from_millis(RETRY_DELAYS_MS[attempt])).await;
                     attempt += 1;
                 }

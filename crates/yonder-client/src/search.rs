@@ -4,15 +4,20 @@
 //! ends with the stats; [`Client::find`] yields the server's successive
 //! "best so far" lists. Dropping either stream stops the walk on the server.
 
-use crate::{Client, RemoteStream, Result, remote};
+use crate::{Client, RemoteStream, Result, remote, resume};
 use bytes::Bytes;
 use futures::StreamExt;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use yonder_proto::RemoteError;
 use yonder_proto::paths::from_wire;
+use yonder_proto::pb;
 use yonder_proto::pb::ErrorKind;
 use yonder_proto::search_pack::{self, PackError, PackedLine};
+
+/// The last line number delivered per file (by its path on the wire).
+type Delivered = HashMap<Vec<u8>, u64>;
 
 pub use yonder_proto::pb::{CaseMode, FindRequest, SearchRequest, SearchStats};
 
@@ -99,27 +104,54 @@ impl Client {
     /// glob fails the call with `InvalidArgument`, a missing path with
     /// `NotFound`.
     pub async fn grep(&self, req: SearchRequest) -> Result<RemoteStream<SearchEvent>> {
-        let s = self
-            .search
-            .clone()
-            .grep(req)
-            .await
-            .map_err(remote)?
-            .into_inner();
+        let first = self
+            .retrying(|| {
+                let (mut c, req) = (self.search.clone(), req.clone());
+                async move { c.grep(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let search = self.search.clone();
+        let open = move |_: &mut Delivered| {
+            let (mut c, req) = (search.clone(), req.clone());
+            async move { Ok(c.grep(req).await?.into_inner()) }
+        };
+        // After a drop the search runs again from the start; the lines of
+        // one file come in order, so a file's last line number delivered
+        // says which of its lines to leave out.
+        let take = |seen: &mut Delivered, b: pb::SearchResults| {
+            let mut v: Vec<Result<SearchEvent>> = Vec::new();
+            for l in search_pack::unpack(b.packed) {
+                match l {
+                    Ok(l) => {
+                        let new = match seen.get_mut(&l.path[..]) {
+                            Some(last) if l.line_number <= *last => false,
+                            Some(last) => {
+                                *last = l.line_number;
+                                true
+                            }
+                            None => {
+                                seen.insert(l.path.to_vec(), l.line_number);
+                                true
+                            }
+                        };
+                        if new {
+                            v.push(Ok(SearchEvent::Line(search_line(l))));
+                        }
+                    }
+                    Err(e) => v.push(Err(malformed(e))),
+                }
+            }
+            (v, b.stats)
+        };
+        let s = resume::resuming(self.redials(), first, Delivered::new(), open, take);
         let mut finished = false;
         let s = s
             .map(Some)
             .chain(futures::stream::iter([None]))
             .flat_map(move |batch| {
                 let items: Vec<Result<SearchEvent>> = match batch {
-                    Some(Ok(b)) => {
-                        let mut v: Vec<_> = search_pack::unpack(b.packed)
-                            .map(|l| {
-                                l.map(|l| SearchEvent::Line(search_line(l)))
-                                    .map_err(malformed)
-                            })
-                            .collect();
-                        if let Some(stats) = b.stats {
+                    Some(Ok((mut v, stats))) => {
+                        if let Some(stats) = stats {
                             finished = true;
                             v.push(Ok(SearchEvent::Done(stats)));
                         }
@@ -141,13 +173,20 @@ impl Client {
     /// `req.query`, for quick open. Yields the best results so far a few
     /// times a second, then a last update with `done` set.
     pub async fn find(&self, req: FindRequest) -> Result<RemoteStream<FindUpdate>> {
-        let s = self
-            .search
-            .clone()
-            .find(req)
-            .await
-            .map_err(remote)?
-            .into_inner();
+        let first = self
+            .retrying(|| {
+                let (mut c, req) = (self.search.clone(), req.clone());
+                async move { c.find(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let search = self.search.clone();
+        // Each update is a whole list: after a drop the walk starts over and
+        // its updates simply follow.
+        let open = move |_: &mut ()| {
+            let (mut c, req) = (search.clone(), req.clone());
+            async move { Ok(c.find(req).await?.into_inner()) }
+        };
+        let s = resume::resuming(self.redials(), first, (), open, |_, m| m);
         let mut finished = false;
         let s = s
             .map(Some)

@@ -189,14 +189,15 @@ impl Client {
     }
 
     pub async fn list_terminals(&self) -> Result<Vec<TerminalInfo>> {
-        Ok(self
-            .terminal
-            .clone()
-            .list(pb::ListTerminalsRequest {})
-            .await
-            .map_err(remote)?
-            .into_inner()
-            .terminals)
+        self.retrying(|| {
+            let mut t = self.terminal.clone();
+            async move {
+                t.list(pb::ListTerminalsRequest {})
+                    .await
+                    .map(|r| r.into_inner().terminals)
+            }
+        })
+        .await
     }
 
     /// Ends a terminal: `signal` 0 sends SIGHUP (then SIGKILL if it lingers).

@@ -2,13 +2,14 @@
 //! batches are made and applied by `yonder_proto::tree` (`send_tree`,
 //! `TreeWriter`), which both ends share.
 
-use crate::{Client, RemoteStream, Result, remote};
+use crate::{Client, RETRY_DELAYS_MS, RemoteStream, Result, is_link_error, remote, resume};
 use futures::{Stream, StreamExt};
 use std::path::Path;
 use yonder_proto::paths::to_wire;
 use yonder_proto::pb::{self, put_tree_message::Message};
 
 pub use yonder_proto::pb::{TreeBatch, TreeSummary};
+pub use yonder_proto::tree::Feed;
 
 impl Client {
     /// Whether the server has the tree calls (older servers do not).
@@ -23,44 +24,86 @@ impl Client {
     /// (created if missing). Errors about single entries are in the summary;
     /// an `Err` means the transfer stopped (files already renamed into place
     /// stay, no file is left half-written). Dropping the future cancels it.
-    pub async fn put_tree<S>(&self, dest: impl AsRef<Path>, batches: S) -> Result<TreeSummary>
+    ///
+    /// On a client that redials, an upload cut by a dropped connection is
+    /// made again from the start with a new stream from `batches`: each
+    /// file replaces its namesake whole, so writing one twice changes
+    /// nothing.
+    pub async fn put_tree<S, F>(
+        &self,
+        dest: impl AsRef<Path>,
+        mut batches: F,
+    ) -> Result<TreeSummary>
     where
+        F: FnMut() -> S,
         S: Stream<Item = TreeBatch> + Send + 'static,
     {
-        let start = pb::PutTreeMessage {
-            message: Some(Message::Start(pb::PutTreeStart {
-                path: to_wire(dest.as_ref()),
-            })),
-        };
-        let messages = futures::stream::once(async move { start }).chain(batches.map(|b| {
-            pb::PutTreeMessage {
-                message: Some(Message::Batch(b)),
+        let dest = to_wire(dest.as_ref());
+        let mut attempt = 0;
+        loop {
+            let start = pb::PutTreeMessage {
+                message: Some(Message::Start(pb::PutTreeStart { path: dest.clone() })),
+            };
+            let messages = futures::stream::once(async move { start }).chain(batches().map(|b| {
+                pb::PutTreeMessage {
+                    message: Some(Message::Batch(b)),
+                }
+            }));
+            match self.fs.clone().put_tree(messages).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if self.redials() && is_link_error(&s) => {
+                    let Some(&pause) = RETRY_DELAYS_MS.get(attempt) else {
+                        return Err(remote(s));
+                    };
+                    tracing::warn!(
+                        "the connection dropped ({}); sending the tree again",
+                        s.message()
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    attempt += 1;
+                }
+                Err(s) => return Err(remote(s)),
             }
-        }));
-        Ok(self
-            .fs
-            .clone()
-            .put_tree(messages)
-            .await
-            .map_err(remote)?
-            .into_inner())
+        }
     }
 
     /// Streams the tree under the directory `path` on the target, to be
-    /// applied with a `yonder_proto::tree::TreeWriter`.
-    pub async fn get_tree(&self, path: impl AsRef<Path>) -> Result<RemoteStream<TreeBatch>> {
+    /// fed to a `yonder_proto::tree::spawn_writer`. On a client that
+    /// redials, a stream cut by a dropped connection is asked for again from
+    /// the start, announced by [`Feed::Again`] (the writer keeps the files
+    /// already complete and writes each again).
+    pub async fn get_tree(&self, path: impl AsRef<Path>) -> Result<RemoteStream<Feed>> {
         let req = pb::GetTreeRequest {
             path: to_wire(path.as_ref()),
         };
-        let s = self
-            .fs
-            .clone()
-            .get_tree(req)
-            .await
-            .map_err(remote)?
-            .into_inner();
-        Ok(RemoteStream {
-            inner: Box::pin(s.map(|b| b.map_err(remote))),
-        })
+        let first = self
+            .retrying(|| {
+                let (mut fs, req) = (self.fs.clone(), req.clone());
+                async move { fs.get_tree(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let fs = self.fs.clone();
+        let open = move |again: &mut bool| {
+            *again = true;
+            let (mut fs, req) = (fs.clone(), req.clone());
+            async move { Ok(fs.get_tree(req).await?.into_inner()) }
+        };
+        let take = |again: &mut bool, b: TreeBatch| {
+            let mut v = Vec::with_capacity(2);
+            if std::mem::take(again) {
+                v.push(Feed::Again);
+            }
+            v.push(Feed::Batch(b));
+            v
+        };
+        let s = resume::resuming(self.redials(), first, false, open, take);
+        let s = s.flat_map(|r| {
+            let items: Vec<Result<Feed>> = match r {
+                Ok(v) => v.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(remote(e))],
+            };
+            futures::stream::iter(items)
+        });
+        Ok(RemoteStream { inner: Box::pin(s) })
     }
 }

@@ -316,6 +316,27 @@ impl Drop for Incoming {
     }
 }
 
+/// An existing directory the tree writes into gets the owner's access (a
+/// read-only one from an earlier copy, or from a first pass cut short);
+/// [`TreeWriter::finish`] then sets the mode the tree gives it.
+fn writable_until_finish(dir: &Path) {
+    if let Ok(m) = fs::symlink_metadata(dir)
+        && m.is_dir()
+        && m.mode() & 0o700 != 0o700
+    {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(m.mode() & 0o7777 | 0o700));
+    }
+}
+
+/// What a writer thread is fed.
+#[derive(Debug)]
+pub enum Feed {
+    Batch(pb::TreeBatch),
+    /// The sender starts the tree over (its stream broke and was asked for
+    /// again): see [`TreeWriter::start_over`].
+    Again,
+}
+
 /// A [`TreeWriter`] on a blocking thread, fed through a bounded queue: send
 /// batches into the returned sender, drop it, then await the handle for the
 /// summary. A fatal batch (a hostile path, an unusable root) stops the
@@ -325,13 +346,20 @@ pub fn spawn_writer(
     root: PathBuf,
     progress: impl FnMut(u64) + Send + 'static,
 ) -> (
-    tokio::sync::mpsc::Sender<pb::TreeBatch>,
+    tokio::sync::mpsc::Sender<Feed>,
     tokio::task::JoinHandle<Result<pb::TreeSummary, RemoteError>>,
 ) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<pb::TreeBatch>(crate::limits::STREAM_QUEUE);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Feed>(crate::limits::STREAM_QUEUE);
     let writer = tokio::task::spawn_blocking(move || {
         let mut w = TreeWriter::new(root, progress);
-        while let Some(batch) = rx.blocking_recv() {
+        while let Some(feed) = rx.blocking_recv() {
+            let batch = match feed {
+                Feed::Batch(b) => b,
+                Feed::Again => {
+                    w.start_over();
+                    continue;
+                }
+            };
             if let Err(e) = w.apply_batch(batch) {
                 drop(rx);
                 let _ = w.finish();
@@ -378,6 +406,18 @@ impl TreeWriter {
             counter: 0,
             progress: Box::new(progress),
         }
+    }
+
+    /// Forgets the transfer so far, for a sender that starts the whole tree
+    /// again: a file still open is dropped (its temp file removed, its
+    /// final name untouched), the counts and errors start from zero. What
+    /// is complete stays; directories keep the owner's access (their modes
+    /// are set once, by [`Self::finish`]) so the second pass can write.
+    pub fn start_over(&mut self) {
+        self.current = None;
+        self.dirs.clear();
+        self.checked_parent = None;
+        self.summary = pb::TreeSummary::default();
     }
 
     /// Applies every entry of a batch. An `Err` is fatal (a hostile path, a
@@ -505,6 +545,7 @@ impl TreeWriter {
                         )
                         .with_path(&self.root));
                     }
+                    writable_until_finish(&self.root);
                 }
                 Err(e) => return Err(RemoteError::from_io(&e, &self.root)),
             }
@@ -532,6 +573,7 @@ impl TreeWriter {
                     );
                     return Ok(());
                 }
+                writable_until_finish(&path);
             }
             Err(e) => {
                 self.record(RemoteError::from_io(&e, &path));
@@ -826,6 +868,74 @@ mod tests {
         assert_eq!(s.errors[0].kind, ErrorKind::NotADirectory as i32);
         assert!(fs::read_dir(&outside).unwrap().next().is_none());
         assert!(!t.path().join("pwned").exists());
+    }
+
+    #[test]
+    fn a_tree_started_over_mid_file_ends_whole_even_through_read_only_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(src.join("ro")).unwrap();
+        let big: Vec<u8> = (0..DATA_CHUNK * 2 + 5).map(|i| (i % 253) as u8).collect();
+        fs::write(src.join("ro/big"), &big).unwrap();
+        fs::write(src.join("ro/small"), b"small").unwrap();
+        fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        let mut batches = Vec::new();
+        send_tree(
+            &src,
+            |b| {
+                batches.push(b);
+                true
+            },
+            |_| {},
+        )
+        .unwrap();
+        let entries: Vec<pb::TreeEntry> = batches.into_iter().flat_map(|b| b.entries).collect();
+        // The first pass stops inside the big file (after its first chunk).
+        let cut = entries
+            .iter()
+            .position(|e| matches!(&e.entry, Some(Entry::File(f)) if f.path == "ro/big" && !f.eof))
+            .expect("the big file comes in chunks");
+        let dst = t.path().join("dst");
+        let mut w = TreeWriter::new(&dst, |_| {});
+        for e in entries.iter().take(cut + 1).cloned() {
+            w.apply(e).unwrap();
+        }
+        w.start_over();
+        for e in entries.iter().cloned() {
+            w.apply(e).unwrap();
+        }
+        let s = w.finish();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!((s.files, s.dirs), (2, 2), "counted once");
+        assert_eq!(fs::read(dst.join("ro/big")).unwrap(), big);
+        assert_eq!(fs::read(dst.join("ro/small")).unwrap(), b"small");
+        let names = |d: &Path| -> Vec<_> {
+            let mut v: Vec<_> = fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            names(&dst.join("ro")),
+            ["big", "small"],
+            "no temp file stays"
+        );
+        assert_eq!(fs::metadata(dst.join("ro")).unwrap().mode() & 0o7777, 0o555);
+
+        // A second copy into the read-only result writes through it too.
+        fs::write(src.join("new"), b"n").unwrap();
+        fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(src.join("ro/small"), b"changed").unwrap();
+        fs::set_permissions(src.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+        let s = round_trip(&src, &dst);
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(fs::read(dst.join("ro/small")).unwrap(), b"changed");
+        assert_eq!(fs::metadata(dst.join("ro")).unwrap().mode() & 0o7777, 0o555);
+        for d in [&src, &dst] {
+            fs::set_permissions(d.join("ro"), fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
 
     #[test]

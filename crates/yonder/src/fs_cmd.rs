@@ -285,32 +285,50 @@ async fn upload_file(
     // write: each chunk is read straight into the buffer that is sent (no
     // zeroing, no copy out of tokio::fs::File's own buffer, no thread hop
     // per chunk), and the disk read overlaps sending the previous chunk.
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(WRITE_QUEUE);
-    let p = progress.clone();
-    tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let chunk = yonder_proto::limits::DATA_CHUNK;
-        loop {
-            // read_to_end fills spare capacity without zeroing it; `take`
-            // keeps each chunk to one message.
-            let mut buf = Vec::with_capacity(chunk);
-            match (&file).take(chunk as u64).read_to_end(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    p.add(n as u64);
-                    if tx.blocking_send(Ok(buf.into())).is_err() {
-                        return; // the upload failed or was dropped
-                    }
-                }
+    // After a dropped connection the upload starts over: a new reader of the
+    // file opened again (its own offset, whatever a reader still winding
+    // down does), and the progress bar goes back by what the last counted.
+    let mut first = Some(file);
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let chunks = || {
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(WRITE_QUEUE);
+        let p = progress.clone();
+        let before = counted.swap(0, std::sync::atomic::Ordering::Relaxed);
+        p.step(-(before as i64));
+        let counted = counted.clone();
+        let file = first.take().map_or_else(|| std::fs::File::open(src), Ok);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let file = match file {
+                Ok(f) => f,
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
                     return;
                 }
+            };
+            let chunk = yonder_proto::limits::DATA_CHUNK;
+            loop {
+                // read_to_end fills spare capacity without zeroing it; `take`
+                // keeps each chunk to one message.
+                let mut buf = Vec::with_capacity(chunk);
+                match (&file).take(chunk as u64).read_to_end(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        p.add(n as u64);
+                        counted.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        if tx.blocking_send(Ok(buf.into())).is_err() {
+                            return; // the upload failed or was dropped
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
             }
-        }
-    });
-    let chunks =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    };
     // Like cp and rsync: atomic, but no fsync per file (that made a tree of
     // 10,000 small files five times slower than rsync).
     let opts = WriteOptions {
@@ -318,7 +336,7 @@ async fn upload_file(
         skip_fsync: true,
         ..Default::default()
     };
-    client.write(dst, opts, chunks).await?;
+    client.write_again(dst, opts, chunks).await?;
     Ok(())
 }
 

@@ -18,18 +18,21 @@ use yonder_proto::tree::{send_tree, spawn_writer};
 /// Uploads the local directory `src` to `dest` on the target.
 pub async fn put_dir(client: &Client, src: &Path, dest: &Path) -> anyhow::Result<()> {
     let progress = Arc::new(Progress::new(None, "upload"));
-    let (tx, rx) = mpsc::channel::<TreeBatch>(STREAM_QUEUE);
-    let (root, p) = (src.to_path_buf(), progress.clone());
-    // When the call ends early the queue's receiver is gone and the walk stops.
-    let walker = tokio::task::spawn_blocking(move || {
-        send_tree(&root, |b| tx.blocking_send(b).is_ok(), |n| p.add(n))
-    });
+    // One walk per attempt (the upload starts over after a dropped
+    // connection); the last one's result is the one that counts. When an
+    // attempt ends early its queue's receiver is gone and its walk stops.
+    let mut walker = None;
     let sent = client
-        .put_tree(
-            dest,
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }),
-        )
+        .put_tree(dest, || {
+            let (tx, rx) = mpsc::channel::<TreeBatch>(STREAM_QUEUE);
+            let (root, p) = (src.to_path_buf(), progress.clone());
+            walker = Some(tokio::task::spawn_blocking(move || {
+                send_tree(&root, |b| tx.blocking_send(b).is_ok(), |n| p.add(n))
+            }));
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+        })
         .await;
+    let walker = walker.expect("put_tree makes at least one stream");
     let walked = walker.await.context("the directory walk failed")?;
     progress.finish();
     walked.with_context(|| format!("cannot read {}", src.display()))?;

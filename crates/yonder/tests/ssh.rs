@@ -491,8 +491,11 @@ fn proxy_jump_through_another_sshd() {
 
 /// Killing the connection in the middle of a 100 MiB upload leaves the
 /// remote file either complete and correct or untouched, never half written.
+/// An upload through the main connection (the bulk channel turned off)
+/// whose connection is cut mid-way: the old file stays whole until the
+/// upload, sent again from the start, replaces it complete.
 #[test]
-fn an_upload_cut_off_by_a_dead_connection_never_leaves_a_torn_file() {
+fn an_upload_cut_off_by_a_dead_connection_starts_over_and_never_tears_the_file() {
     let s = Sshd::start();
     ok(s.cli().args(["info", "yt"]));
     let target = s
@@ -503,35 +506,45 @@ fn an_upload_cut_off_by_a_dead_connection_never_leaves_a_torn_file() {
     random_file(&local, 100 << 20);
     let mut put = s
         .cli()
-        .args(["fs", "yt", "put"])
+        .env("YONDER_BULK", "off")
+        .args(["-v", "fs", "yt", "put"])
         .arg(&local)
         .arg(&target)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Let some data flow, then cut every ssh process of this client.
-    std::thread::sleep(Duration::from_millis(300));
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
-        .status();
-    let status = put.wait().unwrap();
-    let content_ok = |p: &std::path::Path| {
-        let now = std::fs::read(p).unwrap();
-        now == b"original" || sha256_file(p) == sha256_file(&local)
-    };
-    assert!(
-        content_ok(&target),
-        "torn file after the cut (client exit {status:?})"
-    );
-    // The server notices the broken stream and removes its temp file.
+    // Cut every ssh process of this client once data flows: the remote
+    // temp file has grown past a few MiB.
     let dir = target.parent().unwrap().to_path_buf();
-    let start = std::time::Instant::now();
     let temp_prefix = format!(".{}.yonder-", target.file_name().unwrap().to_string_lossy());
-    while std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with(&temp_prefix))
-    {
+    let temp_size = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&temp_prefix))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .max()
+    };
+    let start = std::time::Instant::now();
+    while temp_size().is_none_or(|n| n < 4 << 20) {
+        assert!(start.elapsed() < DEADLINE, "the upload never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill_ssh(&s);
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"original",
+        "untouched while cut"
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut put.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(put.wait().unwrap().success(), "{err}");
+    assert!(err.contains("sending the file again"), "{err}");
+    assert_eq!(sha256_file(&target), sha256_file(&local));
+    // The cut attempt's temp file is gone too.
+    let start = std::time::Instant::now();
+    while temp_size().is_some() {
         assert!(start.elapsed() < DEADLINE, "temp file left behind");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -852,24 +865,7 @@ fn watch_and_forwards_survive_a_killed_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_dials_again_and_retries_after_a_drop() {
     let s = Sshd::start();
-    // This test process is the client: it reads the same settings the CLI
-    // gets from its environment (each test runs in its own process).
-    // SAFETY: set before any thread of this test reads the environment.
-    unsafe {
-        std::env::set_var("YONDER_SSH_CONFIG", &s.config);
-        std::env::set_var("YONDER_SERVER_INSTALL_PATH", &s.install_path);
-        std::env::set_var("YONDER_REMOTE_RUNTIME_DIR", s.remote_run_dir());
-    }
-    let opts = yonder_target::ConnectOptions {
-        exe: YONDER.into(),
-        run_dir: Some(s.run_dir.clone()),
-        reporter: std::sync::Arc::new(yonder_target::ssh::Quiet),
-        docker_path: None,
-        prompter: Default::default(),
-    };
-    let target: yonder_target::Target = "yt".parse().unwrap();
-    let client = target.connect(&opts).await.expect("connect");
-    assert!(client.redials());
+    let client = library_client(&s).await;
     let dir = s
         .remote_home()
         .join(format!("{}-retry", s.install_path.replace('/', "_")));
@@ -884,11 +880,7 @@ async fn a_client_dials_again_and_retries_after_a_drop() {
         .unwrap();
     let before = client.link_status().borrow().connections;
 
-    let st = std::process::Command::new("pkill")
-        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
-        .status()
-        .unwrap();
-    assert!(st.success(), "there were ssh processes to kill");
+    kill_ssh(&s);
 
     client
         .remove(dir.join("gone.txt"), false)
@@ -914,6 +906,311 @@ async fn a_client_dials_again_and_retries_after_a_drop() {
     );
     let after = *client.link_status().borrow();
     assert!(after.up && after.connections > before, "{after:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// This test process as a client of `yt` (a redialing one, as the CLI's),
+/// with the settings the CLI gets from its environment (each test runs in
+/// its own process).
+async fn library_client(s: &Sshd) -> yonder_client::Client {
+    // SAFETY: set before any thread of this test reads the environment.
+    unsafe {
+        std::env::set_var("YONDER_SSH_CONFIG", &s.config);
+        std::env::set_var("YONDER_SERVER_INSTALL_PATH", &s.install_path);
+        std::env::set_var("YONDER_REMOTE_RUNTIME_DIR", s.remote_run_dir());
+    }
+    let opts = yonder_target::ConnectOptions {
+        exe: YONDER.into(),
+        run_dir: Some(s.run_dir.clone()),
+        reporter: std::sync::Arc::new(yonder_target::ssh::Quiet),
+        docker_path: None,
+        prompter: Default::default(),
+    };
+    let target: yonder_target::Target = "yt".parse().unwrap();
+    let client = target.connect(&opts).await.expect("connect");
+    assert!(client.redials());
+    client
+}
+
+/// Cuts every ssh process of this test's client (its master included).
+fn kill_ssh(s: &Sshd) {
+    let st = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
+        .status()
+        .unwrap();
+    assert!(st.success(), "there were ssh processes to kill");
+}
+
+/// A directory in the remote user's home, owned by that user.
+fn remote_dir(s: &Sshd, name: &str, uid: u32) -> std::path::PathBuf {
+    let dir = s
+        .remote_home()
+        .join(format!("{}-{name}", s.install_path.replace('/', "_")));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
+    dir
+}
+
+/// `yonder fs cat` of a file far larger than what the connection holds in
+/// flight, read slowly, with the connection cut after the first MiB: the
+/// output is the file, byte for byte, and the log says the read went on.
+#[test]
+fn a_cat_cut_by_a_dropped_connection_goes_on_from_the_next_byte() {
+    use std::io::Read;
+    let s = Sshd::start();
+    ok(s.cli().args(["info", "yt"]));
+    let file = s
+        .remote_home()
+        .join(format!("{}-cat.bin", s.install_path.replace('/', "_")));
+    random_file(&file, 64 << 20);
+    let mut cat = s
+        .cli()
+        .args(["-v", "fs", "yt", "cat"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = cat.stdout.take().unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    out.read_exact(&mut got).unwrap();
+    kill_ssh(&s);
+    out.read_to_end(&mut got).unwrap();
+    let mut err = String::new();
+    cat.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(cat.wait().unwrap().success(), "{err}");
+    assert!(err.contains("asking again for the rest"), "{err}");
+    assert_eq!(got.len(), 64 << 20);
+    assert!(got == std::fs::read(&file).unwrap(), "the bytes differ");
+    std::fs::remove_file(&file).unwrap();
+}
+
+/// The client library's streams of idempotent calls go on after a drop,
+/// each from where it was: a read (and one that refuses to join two
+/// versions of a file), a search, a tree download and a tree upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_reads_go_on_after_a_drop_and_never_join_two_versions() {
+    use futures::StreamExt;
+    use std::os::unix::fs::PermissionsExt;
+    use yonder_client::search::{SearchEvent, SearchRequest};
+    use yonder_client::tree::{Feed, TreeBatch};
+    let s = Sshd::start();
+    let client = library_client(&s).await;
+    let uid = client.info().await.unwrap().uid;
+    let dir = remote_dir(&s, "resume", uid);
+    let connections = || client.link_status().borrow().connections;
+
+    // A read: 64 MiB, far more than the windows and buffers in flight.
+    let big = dir.join("big.bin");
+    random_file(&big, 64 << 20);
+    let want = std::fs::read(&big).unwrap();
+    let before = connections();
+    let mut r = client.read(&big, 0, None).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 1 << 20 {
+        got.extend_from_slice(&r.next().await.unwrap().unwrap());
+    }
+    kill_ssh(&s);
+    while let Some(c) = r.next().await {
+        got.extend_from_slice(&c.expect("the read goes on"));
+    }
+    assert!(connections() > before, "the link really dropped");
+    assert!(got == want, "{} bytes, not the file", got.len());
+
+    // The same, but the file changes while the link is down: the read
+    // ends with Conflict instead of joining two versions.
+    let before = connections();
+    let mut r = client.read(&big, 0, None).await.unwrap();
+    let mut got = 0;
+    while got < 1 << 20 {
+        got += r.next().await.unwrap().unwrap().len();
+    }
+    kill_ssh(&s);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&big)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+        .unwrap();
+    let e = loop {
+        match r.next().await {
+            Some(Ok(c)) => got += c.len(),
+            Some(Err(e)) => break e,
+            None => panic!("the read ended after {got} bytes without an error"),
+        }
+    };
+    assert_eq!(e.kind, yonder_proto::pb::ErrorKind::Conflict, "{e}");
+    assert!(
+        e.to_string().contains("changed while it was being read"),
+        "{e}"
+    );
+    assert!(got < want.len(), "{got}");
+    assert!(connections() > before);
+    let want = std::fs::read(&big).unwrap();
+
+    // A search whose results outgrow what is in flight: every line once.
+    let lines = dir.join("lines.txt");
+    let n = 600_000u64;
+    let text: String = (1..=n).map(|i| format!("needle line {i:07}\n")).collect();
+    std::fs::write(&lines, text).unwrap();
+    let before = connections();
+    let mut g = client
+        .grep(SearchRequest {
+            path: lines.as_os_str().as_encoded_bytes().to_vec().into(),
+            pattern: "needle".into(),
+            fixed_strings: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut numbers = Vec::new();
+    let mut done = None;
+    while let Some(ev) = g.next().await {
+        match ev.expect("the search goes on") {
+            SearchEvent::Line(l) => {
+                assert_eq!(
+                    l.line,
+                    format!("needle line {:07}", l.line_number).as_bytes()
+                );
+                numbers.push(l.line_number);
+                if numbers.len() == 1000 {
+                    kill_ssh(&s);
+                }
+            }
+            SearchEvent::Done(stats) => done = Some(stats),
+        }
+    }
+    assert!(connections() > before, "the link really dropped");
+    assert_eq!(
+        numbers,
+        (1..=n).collect::<Vec<_>>(),
+        "each line once, in order"
+    );
+    assert_eq!(done.expect("the stats came").matched_lines, n);
+
+    // A tree download (with a read-only directory) cut after its first batch.
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("ro")).unwrap();
+    for i in 0..200 {
+        std::fs::write(tree.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    std::fs::copy(&big, tree.join("ro/big.bin")).unwrap();
+    std::fs::set_permissions(tree.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let local = s.dir.join("tree-back");
+    let before = connections();
+    let mut t = client.get_tree(&tree).await.unwrap();
+    let (tx, writer) = yonder_proto::tree::spawn_writer(local.clone(), |_| {});
+    let (mut batches, mut again) = (0, 0);
+    while let Some(f) = t.next().await {
+        let f = f.expect("the tree goes on");
+        match f {
+            Feed::Batch(_) => batches += 1,
+            Feed::Again => again += 1,
+        }
+        tx.send(f).await.unwrap();
+        if batches == 1 && again == 0 {
+            kill_ssh(&s);
+        }
+    }
+    drop(tx);
+    let summary = writer.await.unwrap().unwrap();
+    assert!(connections() > before);
+    assert_eq!(again, 1, "the tree was asked for once more");
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!((summary.files, summary.dirs), (201, 2), "counted once");
+    assert!(std::fs::read(local.join("ro/big.bin")).unwrap() == want);
+    assert_eq!(std::fs::read(local.join("f7")).unwrap(), b"file 7");
+    assert_eq!(
+        std::fs::read_dir(local.join("ro")).unwrap().count(),
+        1,
+        "no temp file"
+    );
+    assert_eq!(
+        std::fs::metadata(local.join("ro"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o555
+    );
+
+    // A tree upload through a read-only directory, cut mid-way: the first
+    // pass's stream stalls after its first batches until the link is cut,
+    // the second is sent whole. The remote writer (not root) must write
+    // through the directory the cut pass already made read-only.
+    let src = s.dir.join("tree-up");
+    std::fs::create_dir_all(src.join("ro")).unwrap();
+    std::fs::write(src.join("ro/small"), "small").unwrap();
+    std::fs::copy(&big, src.join("ro/zbig.bin")).unwrap();
+    std::fs::set_permissions(src.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut all: Vec<TreeBatch> = Vec::new();
+    yonder_proto::tree::send_tree(
+        &src,
+        |b| {
+            all.push(b);
+            true
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert!(all.len() > 3, "the big file spans batches");
+    let up = dir.join("up");
+    let before = connections();
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut cut_rx = Some(cut_rx);
+    let mut passes = 0;
+    let stalled_pass = |rx: tokio::sync::oneshot::Receiver<()>, first: Vec<TreeBatch>| {
+        futures::stream::iter(first).chain(futures::stream::once(async move {
+            let _ = rx.await;
+            futures::future::pending::<TreeBatch>().await
+        }))
+    };
+    let upload = client.put_tree(&up, || {
+        passes += 1;
+        match cut_rx.take() {
+            Some(rx) => stalled_pass(rx, all[..2].to_vec()).boxed(),
+            None => futures::stream::iter(all.clone()).boxed(),
+        }
+    });
+    let cutter = async {
+        // The first pass has made the directory.
+        let start = std::time::Instant::now();
+        while !up.join("ro").exists() {
+            assert!(start.elapsed() < DEADLINE, "the first pass never wrote");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        kill_ssh(&s);
+        let _ = cut_tx.send(());
+    };
+    let (summary, ()) = tokio::join!(upload, cutter);
+    let summary = summary.expect("the upload went on");
+    assert_eq!(passes, 2);
+    assert!(connections() > before);
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert!(std::fs::read(up.join("ro/zbig.bin")).unwrap() == want);
+    assert_eq!(std::fs::read(up.join("ro/small")).unwrap(), b"small");
+    assert_eq!(
+        std::fs::read_dir(up.join("ro")).unwrap().count(),
+        2,
+        "no temp file"
+    );
+    assert_eq!(
+        std::fs::metadata(up.join("ro"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o555
+    );
+    for d in [
+        tree.join("ro"),
+        local.join("ro"),
+        src.join("ro"),
+        up.join("ro"),
+    ] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

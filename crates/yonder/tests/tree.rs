@@ -177,7 +177,7 @@ async fn hostile_entry_names_are_refused_and_nothing_escapes_the_destination() {
             entries: vec![root(), file("fine", "kept", true), file(bad, "evil", true)],
         };
         let e = c
-            .put_tree(w.join("dest"), futures::stream::iter([batch]))
+            .put_tree(w.join("dest"), || futures::stream::iter([batch.clone()]))
             .await
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidArgument, "{bad:?}: {e}");
@@ -204,7 +204,7 @@ async fn hostile_entry_names_are_refused_and_nothing_escapes_the_destination() {
         ],
     };
     let s = c
-        .put_tree(w.join("dest2"), futures::stream::iter([batch]))
+        .put_tree(w.join("dest2"), || futures::stream::iter([batch.clone()]))
         .await
         .unwrap();
     assert_eq!(s.files, 1);
@@ -268,8 +268,8 @@ async fn an_interrupted_tree_upload_leaves_whole_files_or_nothing() {
         ],
     };
     // One batch, then the sender hangs; dropping the call resets its stream.
-    let batches = futures::stream::iter([first]).chain(futures::stream::pending());
     use futures::StreamExt;
+    let batches = || futures::stream::iter([first.clone()]).chain(futures::stream::pending());
     let r = tokio::time::timeout(Duration::from_millis(500), c.put_tree(&dest, batches)).await;
     assert!(r.is_err(), "the call was still waiting for more");
     eventually("the complete file is in place", || {

@@ -11,7 +11,7 @@ use tonic::{Status, Streaming};
 use yonder_proto::RemoteError;
 use yonder_proto::limits::STREAM_QUEUE;
 use yonder_proto::pb::{self, ErrorKind, put_tree_message::Message};
-use yonder_proto::tree::{send_tree, spawn_writer};
+use yonder_proto::tree::{Feed, send_tree, spawn_writer};
 
 /// Receives a `PutTree` stream into a [`TreeWriter`].
 pub async fn put_tree(
@@ -40,7 +40,7 @@ pub async fn put_tree(
             Ok(Some(pb::PutTreeMessage {
                 message: Some(Message::Batch(b)),
             })) => {
-                if tx.send(b).await.is_err() {
+                if tx.send(Feed::Batch(b)).await.is_err() {
                     break; // the writer stopped: its result says why
                 }
             }
