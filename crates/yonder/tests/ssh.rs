@@ -1214,6 +1214,40 @@ async fn streams_of_reads_go_on_after_a_drop_and_never_join_two_versions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A link that goes silent without a reset (every sshd process serving it
+/// stopped): the master's keepalives give up on it after about 15 s, the
+/// client dials again and the call that was waiting succeeds. Without
+/// them it would wait for TCP (minutes) or HTTP/2's pings (40 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_notice_a_silent_link_within_about_15_seconds() {
+    let s = Sshd::start();
+    let client = library_client(&s).await;
+    client.info().await.unwrap();
+    let before = client.link_status().borrow().connections;
+    let frozen = s.freeze_sessions();
+    assert!(!frozen.is_empty(), "found the sshd processes of the link");
+    let start = std::time::Instant::now();
+    let info = tokio::time::timeout(Duration::from_secs(90), client.info()).await;
+    let took = start.elapsed();
+    for &pid in &frozen {
+        // SAFETY: plain kill(2) on the pids frozen above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let info = info
+        .expect("the call came back")
+        .expect("the call succeeded");
+    assert_eq!(info.user, TEST_USER);
+    assert!(
+        took < Duration::from_secs(30),
+        "the silent link was noticed after {took:?}"
+    );
+    assert!(
+        took > Duration::from_secs(5),
+        "{took:?}: was the link really silent?"
+    );
+    assert!(client.link_status().borrow().connections > before);
+}
+
 /// Two aliases of one host started at once share one master: the lock is
 /// named by ssh's own `%C` (from `ssh -G`), not by the alias, so neither
 /// finds the other's socket half-made and falls back to no sharing.

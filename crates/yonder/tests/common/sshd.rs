@@ -205,6 +205,49 @@ impl Sshd {
 
     /// This test's own remote daemon (its environment, e.g. PATH, is the
     /// one of the session that started it: tests must not share one).
+    /// Stops (SIGSTOP) every sshd process serving a connection of this
+    /// server, not the listener: each link stays open but nothing answers,
+    /// as when a network path dies without a reset. Returns their pids
+    /// (SIGKILL them when done).
+    #[allow(dead_code)]
+    pub fn freeze_sessions(&self) -> Vec<i32> {
+        let ppid = |pid: i32| -> Option<i32> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The field after the ")" that ends the command name is the state,
+            // then the parent's pid.
+            stat[stat.rfind(')')? + 2..].split(' ').nth(1)?.parse().ok()
+        };
+        let listener = self.child.id() as i32;
+        let mut frozen = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if pid == listener || !comm.starts_with("sshd") {
+                continue;
+            }
+            // A descendant of the listener (monitor or session process).
+            let mut p = pid;
+            let mut depth = 0;
+            while let Some(up) = ppid(p) {
+                if up == listener {
+                    frozen.push(pid);
+                    break;
+                }
+                if up <= 1 || depth > 8 {
+                    break;
+                }
+                (p, depth) = (up, depth + 1);
+            }
+        }
+        for &pid in &frozen {
+            // SAFETY: plain kill(2) on a pid we just found.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        frozen
+    }
+
     pub fn remote_run_dir(&self) -> String {
         format!("{}/run", self.install_path.trim_end_matches("/server"))
     }
