@@ -677,14 +677,8 @@ impl Client {
             path: to_wire(path.as_ref()),
             with_metadata,
         };
-        let first = self
-            .retrying(|| {
-                let (mut fs, req) = (self.fs.clone(), req.clone());
-                async move { fs.list_dir(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
         let fs = self.fs.clone();
-        let open = move |_: &mut std::collections::HashSet<Bytes>| {
+        let call = move |_: &mut std::collections::HashSet<Bytes>, _| {
             let (mut fs, req) = (fs.clone(), req.clone());
             async move { Ok(fs.list_dir(req).await?.into_inner()) }
         };
@@ -694,15 +688,8 @@ impl Client {
             b.retain(|e| seen.insert(e.name.clone()));
             b
         };
-        let s = resume::resuming(self.redials, first, Default::default(), open, take);
-        let s = s.flat_map(|batch| {
-            let items: Vec<Result<DirEntry>> = match batch {
-                Ok(b) => b.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(remote(e))],
-            };
-            futures::stream::iter(items)
-        });
-        Ok(RemoteStream { inner: Box::pin(s) })
+        let s = self.resumable(Default::default(), call, take).await?;
+        Ok(resume::flatten(s))
     }
 
     /// All entries of a directory.
@@ -741,56 +728,40 @@ impl Client {
         offset: u64,
         length: Option<u64>,
     ) -> Result<RemoteStream<Bytes>> {
-        let path = path.as_ref();
-        let req = pb::ReadRequest {
-            path: to_wire(path),
-            offset,
-            length,
-        };
-        if !self.redials {
-            let s = self
-                .fs
-                .clone()
-                .read(req)
-                .await
-                .map_err(remote)?
-                .into_inner();
-            return Ok(RemoteStream {
-                inner: Box::pin(s.map(|c| c.map(|c| c.data).map_err(remote))),
-            });
-        }
-        // The version is asked for beside the read, not before it: no
-        // round trip is added.
-        let (meta, first) = tokio::join!(
-            self.stat(path, true),
-            self.retrying(|| {
-                let (mut fs, req) = (self.fs.clone(), req.clone());
-                async move { fs.read(req).await.map(|r| r.into_inner()) }
-            })
-        );
-        let first = first?;
-        let version = meta.ok().map(|m| m.version);
         struct At {
             next: u64,
             left: Option<u64>,
         }
-        let (fs, stat) = (
-            self.fs.clone(),
-            pb::StatRequest {
-                path: req.path.clone(),
+        let (fs, path, check) = (self.fs.clone(), to_wire(path.as_ref()), self.redials);
+        // The version the file had when the read began, asked for beside
+        // the first read (no round trip added) on a client that redials.
+        let version = Arc::new(std::sync::OnceLock::<String>::new());
+        let call = move |at: &mut At, again: bool| {
+            let (mut fs, version) = (fs.clone(), version.clone());
+            let stat = pb::StatRequest {
+                path: path.clone(),
                 follow_symlinks: true,
-            },
-        );
-        let open = move |at: &mut At| {
-            let (mut fs, stat, version) = (fs.clone(), stat.clone(), version.clone());
+            };
             let req = pb::ReadRequest {
-                path: stat.path.clone(),
+                path: path.clone(),
                 offset: at.next,
                 length: at.left,
             };
             async move {
+                if !again {
+                    if !check {
+                        return Ok(fs.read(req).await?.into_inner());
+                    }
+                    let mut fs2 = fs.clone();
+                    let (meta, s) = tokio::join!(fs2.stat(stat), fs.read(req));
+                    let s = s?.into_inner();
+                    if let Ok(m) = meta {
+                        let _ = version.set(m.into_inner().version);
+                    }
+                    return Ok(s);
+                }
                 let now = fs.stat(stat.clone()).await?.into_inner().version;
-                if version.as_deref() != Some(now.as_str()) {
+                if version.get() != Some(&now) {
                     return Err(RemoteError::new(
                         ErrorKind::Conflict,
                         format!(
@@ -816,7 +787,7 @@ impl Client {
             next: offset,
             left: length,
         };
-        let s = resume::resuming(true, first, at, open, take);
+        let s = self.resumable(at, call, take).await?;
         Ok(RemoteStream {
             inner: Box::pin(s.map(|c| c.map_err(remote))),
         })

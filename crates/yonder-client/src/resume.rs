@@ -3,8 +3,9 @@
 //! call is sent again, with the same backoff as one-shot calls, and told
 //! where to pick up from what was already delivered.
 
-use crate::{RETRY_DELAYS_MS, is_link_error};
+use crate::{Client, RETRY_DELAYS_MS, RemoteStream, Result, is_link_error, remote};
 use futures::Stream;
+use futures::StreamExt;
 use std::future::Future;
 use std::time::Duration;
 use tonic::{Status, Streaming};
@@ -78,4 +79,42 @@ where
             }
         }
     })
+}
+
+impl Client {
+    /// Makes the streaming call `call(state, false)`, again while the link
+    /// is down (as one-shot calls are), then [`resuming`] its stream:
+    /// `call(state, true)` is the call made again after a drop.
+    pub(crate) async fn resumable<St, M, T, C, Fut, K>(
+        &self,
+        mut state: St,
+        mut call: C,
+        take: K,
+    ) -> Result<impl Stream<Item = Result<T, Status>> + Send + 'static>
+    where
+        St: Send + 'static,
+        M: Send + 'static,
+        T: Send + 'static,
+        C: FnMut(&mut St, bool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Streaming<M>, Status>> + Send + 'static,
+        K: FnMut(&mut St, M) -> T + Send + 'static,
+    {
+        let first = self.retrying(|| call(&mut state, false)).await?;
+        let again = move |st: &mut St| call(st, true);
+        Ok(resuming(self.redials(), first, state, again, take))
+    }
+}
+
+/// One item per element of each batch a stream delivers; an error as is.
+pub(crate) fn flatten<T: Send + 'static>(
+    batches: impl Stream<Item = Result<Vec<T>, Status>> + Send + 'static,
+) -> RemoteStream<T> {
+    let s = batches.flat_map(|batch| {
+        let items: Vec<Result<T>> = match batch {
+            Ok(b) => b.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(remote(e))],
+        };
+        futures::stream::iter(items)
+    });
+    RemoteStream { inner: Box::pin(s) }
 }

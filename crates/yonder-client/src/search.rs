@@ -4,7 +4,7 @@
 //! ends with the stats; [`Client::find`] yields the server's successive
 //! "best so far" lists. Dropping either stream stops the walk on the server.
 
-use crate::{Client, RemoteStream, Result, remote, resume};
+use crate::{Client, RemoteStream, Result, remote};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -104,14 +104,8 @@ impl Client {
     /// glob fails the call with `InvalidArgument`, a missing path with
     /// `NotFound`.
     pub async fn grep(&self, req: SearchRequest) -> Result<RemoteStream<SearchEvent>> {
-        let first = self
-            .retrying(|| {
-                let (mut c, req) = (self.search.clone(), req.clone());
-                async move { c.grep(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
         let search = self.search.clone();
-        let open = move |_: &mut Delivered| {
+        let call = move |_: &mut Delivered, _| {
             let (mut c, req) = (search.clone(), req.clone());
             async move { Ok(c.grep(req).await?.into_inner()) }
         };
@@ -143,7 +137,7 @@ impl Client {
             }
             (v, b.stats)
         };
-        let s = resume::resuming(self.redials(), first, Delivered::new(), open, take);
+        let s = self.resumable(Delivered::new(), call, take).await?;
         let mut finished = false;
         let s = s
             .map(Some)
@@ -173,20 +167,14 @@ impl Client {
     /// `req.query`, for quick open. Yields the best results so far a few
     /// times a second, then a last update with `done` set.
     pub async fn find(&self, req: FindRequest) -> Result<RemoteStream<FindUpdate>> {
-        let first = self
-            .retrying(|| {
-                let (mut c, req) = (self.search.clone(), req.clone());
-                async move { c.find(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
         let search = self.search.clone();
         // Each update is a whole list: after a drop the walk starts over and
         // its updates simply follow.
-        let open = move |_: &mut ()| {
+        let call = move |_: &mut (), _| {
             let (mut c, req) = (search.clone(), req.clone());
             async move { Ok(c.find(req).await?.into_inner()) }
         };
-        let s = resume::resuming(self.redials(), first, (), open, |_, m| m);
+        let s = self.resumable((), call, |_, m| m).await?;
         let mut finished = false;
         let s = s
             .map(Some)

@@ -76,15 +76,9 @@ impl Client {
         let req = pb::GetTreeRequest {
             path: to_wire(path.as_ref()),
         };
-        let first = self
-            .retrying(|| {
-                let (mut fs, req) = (self.fs.clone(), req.clone());
-                async move { fs.get_tree(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
         let fs = self.fs.clone();
-        let open = move |again: &mut bool| {
-            *again = true;
+        let call = move |again: &mut bool, resumed| {
+            *again = resumed;
             let (mut fs, req) = (fs.clone(), req.clone());
             async move { Ok(fs.get_tree(req).await?.into_inner()) }
         };
@@ -96,14 +90,7 @@ impl Client {
             v.push(Feed::Batch(b));
             v
         };
-        let s = resume::resuming(self.redials(), first, false, open, take);
-        let s = s.flat_map(|r| {
-            let items: Vec<Result<Feed>> = match r {
-                Ok(v) => v.into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(remote(e))],
-            };
-            futures::stream::iter(items)
-        });
-        Ok(RemoteStream { inner: Box::pin(s) })
+        let s = self.resumable(false, call, take).await?;
+        Ok(resume::flatten(s))
     }
 }

@@ -498,9 +498,7 @@ fn proxy_jump_through_another_sshd() {
 fn an_upload_cut_off_by_a_dead_connection_starts_over_and_never_tears_the_file() {
     let s = Sshd::start();
     ok(s.cli().args(["info", "yt"]));
-    let target = s
-        .remote_home()
-        .join(format!("{}-upload.bin", s.install_path.replace('/', "_")));
+    let target = s.remote_path("upload.bin");
     std::fs::write(&target, "original").unwrap();
     let local = s.dir.join("big.bin");
     random_file(&local, 100 << 20);
@@ -557,9 +555,7 @@ fn an_upload_cut_off_by_a_dead_connection_starts_over_and_never_tears_the_file()
 fn search_watch_and_forward_work_over_ssh() {
     use std::io::{BufRead, BufReader, Read, Write};
     let s = Sshd::start();
-    let dir = s
-        .remote_home()
-        .join(format!("{}-work", s.install_path.replace('/', "_")));
+    let dir = s.remote_path("work");
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::write(dir.join("src/a.rs"), "fn main() {}\n// needle here\n").unwrap();
     std::fs::write(dir.join("src/b.txt"), "no match\nanother needle\n").unwrap();
@@ -767,9 +763,7 @@ fn echoes(addr: &str) -> bool {
 fn watch_and_forwards_survive_a_killed_connection() {
     use std::io::{BufRead, BufReader};
     let s = Sshd::start();
-    let dir = s
-        .remote_home()
-        .join(format!("{}-drop", s.install_path.replace('/', "_")));
+    let dir = s.remote_path("drop");
     std::fs::create_dir_all(&dir).unwrap();
     let st = std::process::Command::new("chown")
         .args(["-R", &format!("{TEST_USER}:")])
@@ -866,9 +860,7 @@ fn watch_and_forwards_survive_a_killed_connection() {
 async fn a_client_dials_again_and_retries_after_a_drop() {
     let s = Sshd::start();
     let client = library_client(&s).await;
-    let dir = s
-        .remote_home()
-        .join(format!("{}-retry", s.install_path.replace('/', "_")));
+    let dir = s.remote_path("retry");
     client.mkdir(&dir, true, None).await.unwrap();
     client
         .write_bytes(dir.join("gone.txt"), Default::default(), "x")
@@ -943,9 +935,7 @@ fn kill_ssh(s: &Sshd) {
 
 /// A directory in the remote user's home, owned by that user.
 fn remote_dir(s: &Sshd, name: &str, uid: u32) -> std::path::PathBuf {
-    let dir = s
-        .remote_home()
-        .join(format!("{}-{name}", s.install_path.replace('/', "_")));
+    let dir = s.remote_path(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
@@ -960,9 +950,7 @@ fn a_cat_cut_by_a_dropped_connection_goes_on_from_the_next_byte() {
     use std::io::Read;
     let s = Sshd::start();
     ok(s.cli().args(["info", "yt"]));
-    let file = s
-        .remote_home()
-        .join(format!("{}-cat.bin", s.install_path.replace('/', "_")));
+    let file = s.remote_path("cat.bin");
     random_file(&file, 64 << 20);
     let mut cat = s
         .cli()
@@ -985,6 +973,14 @@ fn a_cat_cut_by_a_dropped_connection_goes_on_from_the_next_byte() {
     assert_eq!(got.len(), 64 << 20);
     assert!(got == std::fs::read(&file).unwrap(), "the bytes differ");
     std::fs::remove_file(&file).unwrap();
+}
+
+/// `dir` holds `n` entries (no temp file stayed) and is read-only again.
+fn read_only_with(dir: &std::path::Path, n: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), n, "no temp file");
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o555, "{}", dir.display());
 }
 
 /// The client library's streams of idempotent calls go on after a drop,
@@ -1121,19 +1117,7 @@ async fn streams_of_reads_go_on_after_a_drop_and_never_join_two_versions() {
     assert_eq!((summary.files, summary.dirs), (201, 2), "counted once");
     assert!(std::fs::read(local.join("ro/big.bin")).unwrap() == want);
     assert_eq!(std::fs::read(local.join("f7")).unwrap(), b"file 7");
-    assert_eq!(
-        std::fs::read_dir(local.join("ro")).unwrap().count(),
-        1,
-        "no temp file"
-    );
-    assert_eq!(
-        std::fs::metadata(local.join("ro"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o555
-    );
+    read_only_with(&local.join("ro"), 1);
 
     // A tree upload through a read-only directory, cut mid-way: the first
     // pass's stream stalls after its first batches until the link is cut,
@@ -1190,19 +1174,7 @@ async fn streams_of_reads_go_on_after_a_drop_and_never_join_two_versions() {
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
     assert!(std::fs::read(up.join("ro/zbig.bin")).unwrap() == want);
     assert_eq!(std::fs::read(up.join("ro/small")).unwrap(), b"small");
-    assert_eq!(
-        std::fs::read_dir(up.join("ro")).unwrap().count(),
-        2,
-        "no temp file"
-    );
-    assert_eq!(
-        std::fs::metadata(up.join("ro"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o555
-    );
+    read_only_with(&up.join("ro"), 2);
     for d in [
         tree.join("ro"),
         local.join("ro"),
@@ -1359,9 +1331,7 @@ fn large_files_go_on_a_session_of_their_own_through_the_master() {
     let info: serde_json::Value =
         serde_json::from_slice(&ok(s.cli().args(["info", "yt", "--json"]))).unwrap();
     let uid = info["uid"].as_u64().unwrap() as u32;
-    let dir = s
-        .remote_home()
-        .join(format!("{}-bulk", s.install_path.replace('/', "_")));
+    let dir = s.remote_path("bulk");
     std::fs::create_dir_all(&dir).unwrap();
     std::os::unix::fs::chown(&dir, Some(uid), None).unwrap();
     let local = s.dir.join("bulk.bin");

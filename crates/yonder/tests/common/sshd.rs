@@ -248,6 +248,13 @@ impl Sshd {
         frozen
     }
 
+    /// A path named `name` in the test user's home, unique to this server.
+    #[allow(dead_code)]
+    pub fn remote_path(&self, name: &str) -> PathBuf {
+        self.remote_home()
+            .join(format!("{}-{name}", self.install_path.replace('/', "_")))
+    }
+
     pub fn remote_run_dir(&self) -> String {
         format!("{}/run", self.install_path.trim_end_matches("/server"))
     }
