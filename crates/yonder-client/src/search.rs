@@ -16,8 +16,33 @@ use yonder_proto::pb;
 use yonder_proto::pb::ErrorKind;
 use yonder_proto::search_pack::{self, PackError, PackedLine};
 
-/// The last line number delivered per file (by its path on the wire).
-type Delivered = HashMap<Vec<u8>, u64>;
+/// The last line number delivered per file (by its path on the wire), so
+/// that a search run again after a drop gives only new lines. Lines come
+/// grouped by file: the current file's number is kept aside, and the map
+/// is only touched when the file changes.
+#[derive(Default)]
+struct Delivered {
+    files: HashMap<Vec<u8>, u64>,
+    path: Option<Vec<u8>>,
+    line: u64,
+}
+
+impl Delivered {
+    /// Whether line `line` of `path` is new; records it if so.
+    fn first_time(&mut self, path: &[u8], line: u64) -> bool {
+        if self.path.as_deref() != Some(path) {
+            if let Some(before) = self.path.replace(path.to_vec()) {
+                self.files.insert(before, self.line);
+            }
+            self.line = self.files.get(path).copied().unwrap_or(0);
+        }
+        if line <= self.line {
+            return false;
+        }
+        self.line = line;
+        true
+    }
+}
 
 pub use yonder_proto::pb::{CaseMode, FindRequest, SearchRequest, SearchStats};
 
@@ -117,18 +142,7 @@ impl Client {
             for l in search_pack::unpack(b.packed) {
                 match l {
                     Ok(l) => {
-                        let new = match seen.get_mut(&l.path[..]) {
-                            Some(last) if l.line_number <= *last => false,
-                            Some(last) => {
-                                *last = l.line_number;
-                                true
-                            }
-                            None => {
-                                seen.insert(l.path.to_vec(), l.line_number);
-                                true
-                            }
-                        };
-                        if new {
+                        if seen.first_time(&l.path, l.line_number) {
                             v.push(Ok(SearchEvent::Line(search_line(l))));
                         }
                     }
@@ -137,7 +151,7 @@ impl Client {
             }
             (v, b.stats)
         };
-        let s = self.resumable(Delivered::new(), call, take).await?;
+        let s = self.resumable(Delivered::default(), call, take).await?;
         let mut finished = false;
         let s = s
             .map(Some)
@@ -219,5 +233,33 @@ impl Client {
             }
         }
         Err(ended_early("find"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Delivered;
+
+    #[test]
+    fn a_search_run_again_gives_only_the_lines_not_delivered() {
+        let mut d = Delivered::default();
+        for (p, l) in [("a", 1), ("a", 5), ("", 2), ("b", 1)] {
+            assert!(d.first_time(p.as_bytes(), l), "{p}:{l}");
+        }
+        // The run again, in another file order, after the drop.
+        let again = [
+            ("b", 1),
+            ("b", 3),
+            ("", 2),
+            ("", 9),
+            ("a", 1),
+            ("a", 5),
+            ("a", 6),
+        ];
+        let new: Vec<_> = again
+            .into_iter()
+            .filter(|(p, l)| d.first_time(p.as_bytes(), *l))
+            .collect();
+        assert_eq!(new, [("b", 3), ("", 9), ("a", 6)]);
     }
 }
