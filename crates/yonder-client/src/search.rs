@@ -9,39 +9,55 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use yonder_proto::RemoteError;
 use yonder_proto::paths::from_wire;
 use yonder_proto::pb;
 use yonder_proto::pb::ErrorKind;
 use yonder_proto::search_pack::{self, PackError, PackedLine};
 
-/// The last line number delivered per file (by its path on the wire), so
-/// that a search run again after a drop gives only new lines. Lines come
-/// grouped by file: the current file's number is kept aside, and the map
-/// is only touched when the file changes.
+/// The lines a grep stream has delivered, so that a search run again after a
+/// drop gives only new ones: per file, the last line number delivered. Lines
+/// come grouped by file, so the current file is kept aside (one compare of
+/// its path per line) and the map, keyed by a hash of the path, is only
+/// touched when the file changes. The current file's path is made once and
+/// shared by its lines.
 #[derive(Default)]
 struct Delivered {
-    files: HashMap<Vec<u8>, u64>,
-    path: Option<Vec<u8>>,
+    files: HashMap<u64, u64>,
+    /// The wire path of the last line's file, its hash and its path.
+    current: Option<(Bytes, u64, Arc<Path>)>,
     line: u64,
 }
 
 impl Delivered {
-    /// Whether line `line` of `path` is new; records it if so.
-    fn first_time(&mut self, path: &[u8], line: u64) -> bool {
-        if self.path.as_deref() != Some(path) {
-            if let Some(before) = self.path.replace(path.to_vec()) {
-                self.files.insert(before, self.line);
+    /// `l` as a [`SearchLine`], or None if it was delivered before.
+    fn line(&mut self, l: PackedLine) -> Option<SearchLine> {
+        if !matches!(&self.current, Some((p, ..)) if *p == l.path) {
+            let hash = fnv1a(&l.path);
+            if let Some((_, before, _)) = &self.current {
+                self.files.insert(*before, self.line);
             }
-            self.line = self.files.get(path).copied().unwrap_or(0);
+            self.line = self.files.get(&hash).copied().unwrap_or(0);
+            let path = Arc::from(from_wire(&l.path));
+            self.current = Some((l.path.clone(), hash, path));
         }
-        if line <= self.line {
-            return false;
+        if l.line_number <= self.line {
+            return None;
         }
-        self.line = line;
-        true
+        self.line = l.line_number;
+        let (.., path) = self.current.as_ref()?;
+        Some(search_line(l, path.clone()))
     }
+}
+
+/// FNV-1a, 64 bits: a path's key in [`Delivered`] (no copy of the path
+/// kept; a collision would only hide lines after a drop).
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &c| {
+        (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 pub use yonder_proto::pb::{CaseMode, FindRequest, SearchRequest, SearchStats};
@@ -49,7 +65,8 @@ pub use yonder_proto::pb::{CaseMode, FindRequest, SearchRequest, SearchStats};
 /// One line of a search result: a match, or context around one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchLine {
-    pub path: PathBuf,
+    /// Shared by the lines of one file.
+    pub path: Arc<Path>,
     /// 1-based.
     pub line_number: u64,
     /// The line without its terminator.
@@ -94,9 +111,9 @@ pub struct FindUpdate {
     pub files_scanned: u64,
 }
 
-fn search_line(l: PackedLine) -> SearchLine {
+fn search_line(l: PackedLine, path: Arc<Path>) -> SearchLine {
     SearchLine {
-        path: from_wire(&l.path),
+        path,
         line_number: l.line_number,
         ranges: l
             .ranges
@@ -142,8 +159,8 @@ impl Client {
             for l in search_pack::unpack(b.packed) {
                 match l {
                     Ok(l) => {
-                        if seen.first_time(&l.path, l.line_number) {
-                            v.push(Ok(SearchEvent::Line(search_line(l))));
+                        if let Some(l) = seen.line(l) {
+                            v.push(Ok(SearchEvent::Line(l)));
                         }
                     }
                     Err(e) => v.push(Err(malformed(e))),
@@ -238,14 +255,27 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    use super::Delivered;
+    use super::*;
 
     #[test]
     fn a_search_run_again_gives_only_the_lines_not_delivered() {
+        let line = |p: &str, n: u64| PackedLine {
+            path: Bytes::copy_from_slice(p.as_bytes()),
+            line_number: n,
+            line: Bytes::new(),
+            ranges: vec![],
+            is_context: false,
+        };
         let mut d = Delivered::default();
-        for (p, l) in [("a", 1), ("a", 5), ("", 2), ("b", 1)] {
-            assert!(d.first_time(p.as_bytes(), l), "{p}:{l}");
-        }
+        let first: Vec<_> = [("a", 1), ("a", 5), ("", 2), ("b", 1)]
+            .into_iter()
+            .filter_map(|(p, n)| d.line(line(p, n)))
+            .collect();
+        assert_eq!(first.len(), 4);
+        assert!(
+            Arc::ptr_eq(&first[0].path, &first[1].path),
+            "one path per file"
+        );
         // The run again, in another file order, after the drop.
         let again = [
             ("b", 1),
@@ -258,8 +288,10 @@ mod tests {
         ];
         let new: Vec<_> = again
             .into_iter()
-            .filter(|(p, l)| d.first_time(p.as_bytes(), *l))
+            .filter_map(|(p, n)| d.line(line(p, n)))
+            .map(|l| (l.path.to_string_lossy().into_owned(), l.line_number))
             .collect();
-        assert_eq!(new, [("b", 3), ("", 9), ("a", 6)]);
+        let want = [("b", 3), ("", 9), ("a", 6)].map(|(p, n)| (p.to_string(), n));
+        assert_eq!(new, want);
     }
 }

@@ -149,14 +149,14 @@ struct Printer<W: Write> {
     /// lines come grouped by file, so most lines reuse it rather than
     /// re-deriving it (which cost a third of the CLI's time on a search
     /// printing a million lines).
-    shown: Option<(PathBuf, PathBuf)>,
+    shown: Option<(std::sync::Arc<Path>, PathBuf)>,
     /// The previous line's number.
     last: Option<u64>,
 }
 
 impl<W: Write> Printer<W> {
     fn line(&mut self, root: &Root, l: &SearchLine) -> std::io::Result<()> {
-        let same_file = matches!(&self.shown, Some((p, _)) if p.as_os_str() == l.path.as_os_str());
+        let same_file = matches!(&self.shown, Some((p, _)) if std::sync::Arc::ptr_eq(p, &l.path) || p.as_os_str() == l.path.as_os_str());
         if !same_file {
             self.shown = Some((l.path.clone(), root.display(&l.path)));
         }

@@ -371,7 +371,7 @@ async fn context_lines_surround_each_match() {
     let mut lines = Vec::new();
     while let Some(ev) = s.next().await {
         if let SearchEvent::Line(l) = ev.unwrap() {
-            assert_eq!(l.path, w.join("f.txt"));
+            assert_eq!(*l.path, *w.join("f.txt"));
             lines.push((
                 l.line_number,
                 String::from_utf8(l.line.to_vec()).unwrap(),
