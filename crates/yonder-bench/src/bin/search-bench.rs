@@ -158,11 +158,12 @@ struct Case {
     case_mode: CaseMode,
 }
 
-/// `rg PATTERN DIR > /dev/null`, wall time.
-fn rg_to_null(case: &Case, dir: &Path) -> anyhow::Result<Duration> {
+/// `rg [EXTRA] PATTERN DIR > /dev/null`, wall time.
+fn rg_to_null(case: &Case, extra: &[&str], dir: &Path) -> anyhow::Result<Duration> {
     let t = Instant::now();
     let st = Command::new("rg")
         .args(case.rg_flags)
+        .args(extra)
         .arg("--")
         .arg(&case.pattern)
         .arg(dir)
@@ -294,9 +295,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "| case | matching lines | rg > /dev/null | rg \\| pipe, read all | yonder, all results | yonder / rg>/dev/null (goal ≤ 1.2) | rg first result | yonder first result |"
+        "| case | matching lines | rg > /dev/null | rg -n --column > /dev/null | rg \\| pipe, read all | yonder, all results | yonder / rg>/dev/null (goal ≤ 1.2) | yonder / rg -n --column | rg first result | yonder first result |"
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|")?;
     for r in rows {
         writeln!(out, "{r}")?;
     }
@@ -322,10 +323,12 @@ async fn bench(tree: &Path, sock: &Path, _bytes: u64) -> anyhow::Result<Vec<Stri
     let mut rows = Vec::new();
     for case in &cases {
         // Warm-up, untimed: page cache and the daemon's thread pool.
-        rg_to_null(case, tree)?;
+        rg_to_null(case, &[], tree)?;
         yonder_search(&c, case, tree).await?;
 
         let mut rg_total = Duration::MAX;
+        // rg computing what yonder delivers: line numbers and match columns.
+        let mut rg_numbered = Duration::MAX;
         let mut rg_first = Duration::MAX;
         let mut rg_pipe = Duration::MAX;
         let mut rg_lines = 0;
@@ -333,7 +336,8 @@ async fn bench(tree: &Path, sock: &Path, _bytes: u64) -> anyhow::Result<Vec<Stri
         let mut y_first = Duration::MAX;
         let mut y_lines = 0;
         for _ in 0..RUNS {
-            rg_total = rg_total.min(rg_to_null(case, tree)?);
+            rg_total = rg_total.min(rg_to_null(case, &[], tree)?);
+            rg_numbered = rg_numbered.min(rg_to_null(case, &["-n", "--column"], tree)?);
             let (f, t, n) = rg_through_pipe(case, tree)?;
             rg_first = rg_first.min(f);
             rg_pipe = rg_pipe.min(t);
@@ -349,14 +353,16 @@ async fn bench(tree: &Path, sock: &Path, _bytes: u64) -> anyhow::Result<Vec<Stri
             case.name
         );
         rows.push(format!(
-            "| {} (`{}`) | {} | {} | {} | {} | {:.2}× | {} | {} |",
+            "| {} (`{}`) | {} | {} | {} | {} | {} | {:.2}× | {:.2}× | {} | {} |",
             case.name,
             case.pattern,
             y_lines,
             ms(rg_total),
+            ms(rg_numbered),
             ms(rg_pipe),
             ms(y_total),
             y_total.as_secs_f64() / rg_total.as_secs_f64(),
+            y_total.as_secs_f64() / rg_numbered.as_secs_f64(),
             ms(rg_first),
             ms(y_first),
         ));
