@@ -1001,13 +1001,14 @@ async fn bootstrap(
     // Large files go on sessions of their own through the master (see
     // `yonder_proto::bulk`); without a master each would mean a new login.
     let bulk = match (&h.via, h.multiplex) {
-        (Via::Ssh, true) => control_path(h).await.map(|control| SshBulk {
-            host: h.clone(),
-            control,
-            remote: h
-                .remote_exe(&probe)
-                .map(|e| format!("exec {e} server bulk")),
-        }),
+        (Via::Ssh, true) => match (control_path(h).await, h.remote_exe(&probe)) {
+            (Some(control), Ok(exe)) => Some(SshBulk {
+                host: h.clone(),
+                control,
+                remote: format!("exec {exe} server bulk"),
+            }),
+            _ => None,
+        },
         _ => None,
     };
     let stream = h.proxy(&probe).await?;
@@ -1059,15 +1060,12 @@ async fn bootstrap(
 struct SshBulk {
     host: SshHost,
     control: PathBuf,
-    remote: Result<String, SshError>,
+    /// The remote command: the installed server's bulk mode.
+    remote: String,
 }
 
 impl yonder_client::bulk::BulkOpener for SshBulk {
     fn open(&self) -> std::io::Result<std::process::Child> {
-        let remote = self
-            .remote
-            .as_ref()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
         // Only through a live master: never a second login (which could ask
         // for a password in the middle of a copy).
         if !self.control.exists() {
@@ -1078,7 +1076,7 @@ impl yonder_client::bulk::BulkOpener for SshBulk {
         }
         let c = self.host.command(
             &["-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes"],
-            Some(remote),
+            Some(&self.remote),
         );
         let c = c.as_std();
         std::process::Command::new(c.get_program())
