@@ -165,6 +165,15 @@ pub struct Probe {
     pub installed: Option<String>,
 }
 
+/// Whether the probe's output is a Windows shell refusing `sh` (cmd.exe or
+/// PowerShell, the shells of Windows' OpenSSH server).
+fn windows_shell(out: &str, err: &str) -> bool {
+    [out, err].iter().any(|t| {
+        t.contains("is not recognized as an internal or external command")
+            || t.contains("is not recognized as the name of a cmdlet")
+    })
+}
+
 /// Parses the probe's output, ignoring everything outside the markers.
 pub fn parse_probe(stdout: &str) -> Option<Probe> {
     let begin = stdout.rfind(PROBE_BEGIN)?;
@@ -598,6 +607,14 @@ impl SshHost {
              echo {PROBE_END}"
         );
         let (status, out, err) = self.run(&format!("sh -c '{script}'"), None).await?;
+        if !out.contains(PROBE_END) && windows_shell(&out, &err) {
+            return Err(SshError::UnsupportedOs {
+                host: self.host.clone(),
+                os: "Windows (a Linux distro in WSL there works: run its own sshd and \
+                     connect to that)"
+                    .into(),
+            });
+        }
         if !status.success() && !out.contains(PROBE_END) {
             return Err(classify(&self.host, &err));
         }
@@ -1156,6 +1173,22 @@ mod tests {
             .map(std::ffi::OsStr::new)
         );
         assert_eq!(h.host, "wsl://Debian");
+    }
+
+    #[test]
+    fn a_windows_remote_is_named() {
+        // What cmd.exe and PowerShell print for `sh -c …` (no Windows sshd
+        // runs here).
+        let cmd = "'sh' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n";
+        let ps = "sh : The term 'sh' is not recognized as the name of a cmdlet, function, script file, or operable program.";
+        assert!(windows_shell("", cmd));
+        assert!(windows_shell(ps, ""));
+        assert!(!windows_shell("motd", "sh: 1: uname: not found"));
+        let e = SshError::UnsupportedOs {
+            host: "h".into(),
+            os: "Windows".into(),
+        };
+        assert!(e.to_string().contains("Linux only"), "{e}");
     }
 
     #[test]

@@ -549,6 +549,88 @@ fn an_upload_cut_off_by_a_dead_connection_starts_over_and_never_tears_the_file()
     std::fs::remove_file(&target).unwrap();
 }
 
+/// Remotes the server cannot be installed on or run from get a message
+/// naming the reason and what would help: an install path the user cannot
+/// write, one on a `noexec` file system, and a remote that is not Linux
+/// (a `uname` that says Darwin, first on the PATH: no macOS runs here).
+#[test]
+fn unsupported_remotes_are_named_with_what_would_help() {
+    let s = Sshd::start();
+    let info = |path: &str| {
+        let (code, _, err) = run(s
+            .cli()
+            .env("YONDER_SERVER_INSTALL_PATH", path)
+            .args(["info", "yt"]));
+        assert_ne!(code, 0, "{path}: {err}");
+        err
+    };
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(s.remote_home())
+            .unwrap()
+            .display()
+            .to_string()
+    };
+
+    // Read-only: a directory of root's in the user's home.
+    let ro = s.remote_path("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    let err = info(&format!("{}/server", rel(&ro)));
+    assert!(err.contains("cannot install the server in"), "{err}");
+    assert!(err.contains("YONDER_SERVER_INSTALL_PATH"), "{err}");
+
+    // noexec: a tmpfs of the user's, mounted noexec.
+    let nx = s.remote_path("noexec");
+    std::fs::create_dir_all(&nx).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec,size=200m", "tmpfs"])
+        .arg(&nx)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount a noexec tmpfs");
+    let id = std::process::Command::new("id")
+        .args(["-u", TEST_USER])
+        .output()
+        .unwrap();
+    let uid: u32 = String::from_utf8_lossy(&id.stdout).trim().parse().unwrap();
+    std::os::unix::fs::chown(&nx, Some(uid), None).unwrap();
+    let err = info(&format!("{}/server", rel(&nx)));
+    let _ = std::process::Command::new("umount").arg(&nx).status();
+    assert!(err.contains("noexec"), "{err}");
+    assert!(err.contains("YONDER_SERVER_INSTALL_PATH"), "{err}");
+
+    // Not Linux; a server of its own, whose master has never seen a
+    // Linux probe.
+    let d = Sshd::start();
+    let bin = d.dir.join("darwin-bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("uname"),
+        "#!/bin/sh\ncase \"$1\" in -m) echo arm64;; *) echo Darwin;; esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = d.write_config(
+        "config-darwin",
+        "yt",
+        "id_ed25519",
+        "known_hosts",
+        &format!(
+            "  SetEnv YONDER_TEST_PATH={}:/usr/bin:/bin\n",
+            bin.display()
+        ),
+    );
+    let (code, _, err) = run(d.cli_with(&cfg).args(["info", "yt"]));
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("Darwin") && err.contains("Linux only"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&ro);
+    let _ = std::fs::remove_dir(&nx);
+}
+
 /// The local target's live-work scenarios again, over SSH: search, watch
 /// and a forward, each through the real CLI.
 #[test]
