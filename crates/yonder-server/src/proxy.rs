@@ -55,6 +55,67 @@ pub async fn run(run: &RunDir, exe: &Path, daemon_args: &[String]) -> Result<(),
         .map_err(ProxyError::Relay)
 }
 
+/// A connection to the daemon on this machine that carries this process's
+/// environment as its session's, as a proxy's does: one end of a socket
+/// pair is handed over as a proxy hands its stdio, the other is returned.
+/// So programs a local client starts see the environment of the shell that
+/// ran it, not the one that once started the daemon. `None` when the
+/// daemon declines (an older one): connect to its socket instead.
+pub async fn session_stream(
+    run: &RunDir,
+    exe: &Path,
+    daemon_args: &[String],
+) -> Result<Option<HandedStream>, ProxyError> {
+    use std::os::fd::AsFd;
+    let mut conn = run.connect_or_start_fdpass(exe, daemon_args).await?;
+    let (ours, theirs) = tokio::net::UnixStream::pair().map_err(ProxyError::Relay)?;
+    let handed = hand_over(&mut conn, theirs.as_fd(), theirs.as_fd())
+        .await
+        .map_err(ProxyError::Relay)?;
+    Ok(handed.then_some(HandedStream { ours, _conn: conn }))
+}
+
+/// The client's end of a connection handed to the daemon; it keeps the fd
+/// socket open, which the daemon watches to know the client is still there.
+pub struct HandedStream {
+    ours: tokio::net::UnixStream,
+    _conn: tokio::net::UnixStream,
+}
+
+impl tokio::io::AsyncRead for HandedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.ours).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for HandedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.ours).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.ours).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.ours).poll_shutdown(cx)
+    }
+}
+
 /// Sends stdin, stdout and this session's environment to the daemon;
 /// `false` if it declined them.
 async fn hand_over(

@@ -431,8 +431,21 @@ async fn connect_local(exe: &Path, run_dir: Option<&Path>) -> Result<Client, Tar
     let endpoint = format!("the local daemon ({})", run.socket().display());
     let mut attempt = 0;
     loop {
-        let stream = run.connect_or_start(exe, &[]).await?;
-        match Client::over_stream(stream, &[], &endpoint).await {
+        // Handed over with this process's environment (programs it starts
+        // get the caller's PATH, SSH_AUTH_SOCK, ...), else the daemon's
+        // socket as it was.
+        let handed = yonder_server::proxy::session_stream(&run, exe, &[]).await;
+        let connected = match handed {
+            Ok(Some(stream)) => Client::over_stream(stream, &[], &endpoint).await,
+            other => {
+                if let Err(e) = other {
+                    tracing::debug!("{endpoint}: handing a connection over failed: {e}");
+                }
+                let stream = run.connect_or_start(exe, &[]).await?;
+                Client::over_stream(stream, &[], &endpoint).await
+            }
+        };
+        match connected {
             Ok(c) => return Ok(c.with_fdpass(run.fdpass())),
             Err(ConnectError::Handshake {
                 source: yonder_proto::handshake::HandshakeError::Io(_),

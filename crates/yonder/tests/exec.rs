@@ -21,6 +21,35 @@ const AWKWARD_ARGS: [&str; 9] = [
     " leading and trailing ",
 ];
 
+/// The daemon outlives the shell that started it: each `yonder … local`
+/// gives the programs it starts its own environment (a variable exported
+/// since, an activated virtualenv's PATH), as each ssh session does.
+#[test]
+fn local_programs_get_the_environment_of_the_cli_that_asked() {
+    let d = Daemon::start();
+    let echo = |mark: Option<&str>| -> String {
+        let mut c = d.cli();
+        c.env_remove("YONDER_TEST_SESSION");
+        if let Some(m) = mark {
+            c.env("YONDER_TEST_SESSION", m);
+        }
+        c.args([
+            "exec",
+            "local",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$YONDER_TEST_SESSION]\"",
+        ]);
+        let (code, out, err) = run(&mut c);
+        assert_eq!(code, 0, "{err}");
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(echo(Some("first")), "[first]\n");
+    assert_eq!(echo(Some("second")), "[second]\n");
+    assert_eq!(echo(None), "[]\n", "nothing left from earlier clients");
+}
+
 #[test]
 fn the_cli_passes_argv_exactly_and_propagates_exit_codes() {
     let d = Daemon::start();
