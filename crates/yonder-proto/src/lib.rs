@@ -12,6 +12,7 @@ pub mod bulk;
 pub mod error;
 pub mod fdpass;
 pub mod frame;
+pub mod guarded;
 pub mod handshake;
 pub mod limits;
 pub mod paths;

@@ -72,49 +72,13 @@ pub async fn session_stream(
     let handed = hand_over(&mut conn, theirs.as_fd(), theirs.as_fd())
         .await
         .map_err(ProxyError::Relay)?;
-    Ok(handed.then_some(HandedStream { ours, _conn: conn }))
+    Ok(handed.then(|| HandedStream::new(ours, conn)))
 }
 
-/// The client's end of a connection handed to the daemon; it keeps the fd
-/// socket open, which the daemon watches to know the client is still there.
-pub struct HandedStream {
-    ours: tokio::net::UnixStream,
-    _conn: tokio::net::UnixStream,
-}
-
-impl tokio::io::AsyncRead for HandedStream {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.ours).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for HandedStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.ours).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.ours).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.ours).poll_shutdown(cx)
-    }
-}
+/// The client's end of a connection handed to the daemon, keeping the fd
+/// socket open: the daemon watches it to know the client is still there.
+pub type HandedStream =
+    yonder_proto::guarded::Guarded<tokio::net::UnixStream, tokio::net::UnixStream>;
 
 /// Sends stdin, stdout and this session's environment to the daemon;
 /// `false` if it declined them.

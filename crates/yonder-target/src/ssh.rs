@@ -814,53 +814,19 @@ impl SshHost {
             yonder_proto::limits::grow_pipe(stdout.as_fd());
             yonder_proto::limits::grow_pipe(stdin.as_fd());
         }
-        Ok(ChildStream {
-            io: tokio::io::join(stdout, stdin),
-            _child: child,
-            _askpass: askpass,
-        })
+        Ok(ChildStream::new(
+            tokio::io::join(stdout, stdin),
+            (child, askpass),
+        ))
     }
 }
 
 /// A child's stdio as one duplex stream that owns the child (and kills it
-/// when the connection is dropped).
-pub struct ChildStream {
-    io: tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
-    _child: tokio::process::Child,
-    _askpass: Option<AskpassServer>,
-}
-
-impl tokio::io::AsyncRead for ChildStream {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for ChildStream {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
+/// when the connection is dropped), and the askpass server its prompts use.
+pub type ChildStream = yonder_proto::guarded::Guarded<
+    tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+    (tokio::process::Child, Option<AskpassServer>),
+>;
 
 /// The master socket's name as ssh itself computes it (`%C`: a hash of
 /// the effective user, host name and port), from `ssh -G`: two aliases of
