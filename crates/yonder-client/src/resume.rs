@@ -23,7 +23,7 @@ struct Resuming<St, M, O, K> {
 /// asks for the rest (a read from the next byte) or `take` leaves out what
 /// was seen (a directory's names). An error `open` returns that is not a
 /// broken link ends the stream with it (a file that changed meanwhile).
-pub(crate) fn resuming<St, M, T, O, Fut, K>(
+fn resuming<St, M, T, O, Fut, K>(
     redials: bool,
     first: Streaming<M>,
     state: St,

@@ -27,24 +27,7 @@ const AWKWARD_ARGS: [&str; 9] = [
 #[test]
 fn local_programs_get_the_environment_of_the_cli_that_asked() {
     let d = Daemon::start();
-    let echo = |mark: Option<&str>| -> String {
-        let mut c = d.cli();
-        c.env_remove("YONDER_TEST_SESSION");
-        if let Some(m) = mark {
-            c.env("YONDER_TEST_SESSION", m);
-        }
-        c.args([
-            "exec",
-            "local",
-            "--",
-            "sh",
-            "-c",
-            "echo \"[$YONDER_TEST_SESSION]\"",
-        ]);
-        let (code, out, err) = run(&mut c);
-        assert_eq!(code, 0, "{err}");
-        String::from_utf8(out).unwrap()
-    };
+    let echo = |mark| session_mark(d.cli(), "local", mark);
     assert_eq!(echo(Some("first")), "[first]\n");
     assert_eq!(echo(Some("second")), "[second]\n");
     assert_eq!(echo(None), "[]\n", "nothing left from earlier clients");

@@ -138,15 +138,7 @@ fn a_remote_without_curl_wget_or_tar_still_installs() {
             .unwrap();
         std::os::unix::fs::symlink(real, tools.join(t)).unwrap();
     }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cfg = s.write_config(
-        "config-minimal",
-        "yt",
-        "id_ed25519",
-        "known_hosts",
-        &format!("  SetEnv YONDER_TEST_PATH={}\n", tools.display()),
-    );
+    let cfg = s.config_with_path("config-minimal", &tools, "");
     let out = ok(s.cli_with(&cfg).args([
         "exec",
         "yt",
@@ -610,17 +602,7 @@ fn unsupported_remotes_are_named_with_what_would_help() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(bin.join("uname"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cfg = d.write_config(
-        "config-darwin",
-        "yt",
-        "id_ed25519",
-        "known_hosts",
-        &format!(
-            "  SetEnv YONDER_TEST_PATH={}:/usr/bin:/bin\n",
-            bin.display()
-        ),
-    );
+    let cfg = d.config_with_path("config-darwin", &bin, ":/usr/bin:/bin");
     let (code, _, err) = run(d.cli_with(&cfg).args(["info", "yt"]));
     assert_ne!(code, 0, "{err}");
     assert!(
@@ -1381,22 +1363,7 @@ fn programs_get_the_environment_of_their_own_session() {
         "known_hosts",
         "  SendEnv YONDER_TEST_SESSION\n",
     );
-    let echo = |mark: Option<&str>| -> String {
-        let mut c = s.cli();
-        c.env_remove("YONDER_TEST_SESSION");
-        if let Some(m) = mark {
-            c.env("YONDER_TEST_SESSION", m);
-        }
-        c.args([
-            "exec",
-            "yt",
-            "--",
-            "sh",
-            "-c",
-            "echo \"[$YONDER_TEST_SESSION]\"",
-        ]);
-        String::from_utf8(ok(&mut c)).unwrap()
-    };
+    let echo = |mark| session_mark(s.cli(), "yt", mark);
     assert_eq!(echo(Some("first")), "[first]\n");
     assert_eq!(echo(Some("second")), "[second]\n");
     assert_eq!(echo(None), "[]\n", "nothing left from earlier sessions");

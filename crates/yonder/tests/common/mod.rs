@@ -205,3 +205,25 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs `cli exec TARGET -- sh -c 'echo "[$YONDER_TEST_SESSION]"'` with
+/// YONDER_TEST_SESSION set to `mark` (unset for None) in the CLI's own
+/// environment: what the program prints is what its session gave it.
+#[allow(dead_code)]
+pub fn session_mark(mut cli: Command, target: &str, mark: Option<&str>) -> String {
+    cli.env_remove("YONDER_TEST_SESSION");
+    if let Some(m) = mark {
+        cli.env("YONDER_TEST_SESSION", m);
+    }
+    cli.args([
+        "exec",
+        target,
+        "--",
+        "sh",
+        "-c",
+        "echo \"[$YONDER_TEST_SESSION]\"",
+    ]);
+    let (code, out, err) = run(&mut cli);
+    assert_eq!(code, 0, "{err}");
+    String::from_utf8(out).unwrap()
+}

@@ -160,6 +160,16 @@ impl Sshd {
         path
     }
 
+    /// A config for `yt` whose sessions run with PATH set to the directory
+    /// `bin` (made world-readable) followed by `rest` (through the test
+    /// user's .bashrc, which reads YONDER_TEST_PATH).
+    #[allow(dead_code)]
+    pub fn config_with_path(&self, name: &str, bin: &Path, rest: &str) -> PathBuf {
+        std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = format!("  SetEnv YONDER_TEST_PATH={}{rest}\n", bin.display());
+        self.write_config(name, "yt", "id_ed25519", "known_hosts", &env)
+    }
+
     /// `NAME=VALUE ...` for a shell command line (tmux panes) that runs the
     /// yonder CLI the way [`Sshd::cli_with`] sets it up.
     pub fn env_line(&self, config: &Path) -> String {
