@@ -351,11 +351,7 @@ fn the_bulk_server_serves_one_file_and_refuses_bad_requests_cleanly() {
             std::fs::read(&dest).unwrap() == data,
             "{what}: destination changed"
         );
-        let temps: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
-            .collect();
+        let temps = yonder_temps(dir.path());
         assert!(temps.is_empty(), "{what}: temp files left: {temps:?}");
     };
     let refused = |input: &[u8], kind: pb::ErrorKind, words: &str| {

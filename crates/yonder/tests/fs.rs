@@ -156,11 +156,7 @@ async fn write_is_atomic_keeps_the_mode_and_follows_symlinks() {
     assert_eq!(e.path, Some(w.join("x/y/z")));
 
     // No temp files left behind by any of this.
-    let leftovers: Vec<_> = std::fs::read_dir(&w)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
-        .collect();
+    let leftovers = yonder_temps(&w);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -222,13 +218,7 @@ async fn an_upload_that_breaks_off_leaves_the_file_as_it_was() {
         .unwrap_err();
     assert!(e.message.contains("disk unplugged"), "{e}");
     assert_eq!(std::fs::read_to_string(&p).unwrap(), "original");
-    eventually("temp file removed", || {
-        std::fs::read_dir(d.work())
-            .unwrap()
-            .flatten()
-            .all(|e| !e.file_name().to_string_lossy().contains(".yonder-"))
-    })
-    .await;
+    eventually("temp file removed", || yonder_temps(&d.work()).is_empty()).await;
 }
 
 #[tokio::test]

@@ -1471,11 +1471,7 @@ fn large_files_go_on_a_session_of_their_own_through_the_master() {
     assert!(err.contains("from byte 0"), "{err}");
     assert_eq!(sha256_file(&up2), sha256_file(&big));
     // The killed server removed its temp file (the second one became up2).
-    let temps: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
-        .collect();
+    let temps = yonder_temps(&dir);
     assert!(temps.is_empty(), "{temps:?}");
     let down2 = s.dir.join("down2.bin");
     let mut get = s.cli();
@@ -1504,11 +1500,7 @@ fn large_files_go_on_a_session_of_their_own_through_the_master() {
     };
     assert!(!err.contains("bulk session"), "{err}");
     assert_eq!(sha256_file(&back), sha256_file(&local));
-    let leftovers: Vec<_> = std::fs::read_dir(&s.dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains(".yonder-"))
-        .collect();
+    let leftovers = yonder_temps(&s.dir);
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -227,3 +227,15 @@ pub fn session_mark(mut cli: Command, target: &str, mark: Option<&str>) -> Strin
     assert_eq!(code, 0, "{err}");
     String::from_utf8(out).unwrap()
 }
+
+/// The names in `dir` that are yonder temp files (`.NAME.yonder-…`): none
+/// should be left once a write ended, however it ended.
+#[allow(dead_code)]
+pub fn yonder_temps(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(".yonder-"))
+        .collect()
+}
