@@ -56,6 +56,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 /// After SIGHUP, a terminal's process group gets this long before SIGKILL.
 const HANGUP_GRACE: Duration = Duration::from_secs(3);
 
+/// Within the grace, SIGHUP is repeated this often (see `Term::hang_up`).
+const HANGUP_REPEAT: Duration = Duration::from_millis(250);
+
 /// Output ring and state shared by the reader, the waiter and the clients.
 #[derive(Debug)]
 struct State {
@@ -137,11 +140,25 @@ impl Term {
 
     /// Ends the terminal like closing its window: SIGHUP to the process
     /// group, SIGKILL if it is still there after a grace period.
+    ///
+    /// A SIGHUP is sent again every [`HANGUP_REPEAT`] within the grace: an
+    /// interactive bash that takes the signal just before readline blocks in
+    /// `pselect` only notices it at the next input byte or signal, and would
+    /// otherwise sit out the whole grace and be killed without saving its
+    /// history. Other signals a user chose are sent once.
     fn hang_up(self: &Arc<Self>, sig: i32) {
         self.signal_group(sig);
         let t = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(HANGUP_GRACE).await;
+            let start = Instant::now();
+            while sig == libc::SIGHUP && start.elapsed() + HANGUP_REPEAT < HANGUP_GRACE {
+                tokio::time::sleep(HANGUP_REPEAT).await;
+                if t.lock().finished {
+                    return;
+                }
+                t.signal_group(sig);
+            }
+            tokio::time::sleep(HANGUP_GRACE.saturating_sub(start.elapsed())).await;
             if !t.lock().finished {
                 t.signal_group(libc::SIGKILL);
             }
