@@ -25,7 +25,7 @@ if (!URL || !PASSWORD || !FILE) {
 fs.mkdirSync(SHOTS, { recursive: true });
 
 /** Every wait is bounded: a failure shows as a timeout naming the step. */
-const STEP_TIMEOUT = 30_000;
+const STEP_TIMEOUT = 60_000;
 
 let step = 'launch';
 const browser = await chromium.launch({

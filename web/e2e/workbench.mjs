@@ -31,7 +31,7 @@ if (!URL || !DIR || !HTTP_PORT) {
 fs.mkdirSync(SHOTS, { recursive: true });
 
 /** Every wait is bounded: a failure shows as a timeout naming the step. */
-const STEP_TIMEOUT = 20_000;
+const STEP_TIMEOUT = 60_000;
 
 export const CHROMIUM_ARGS = [
   '--no-sandbox',

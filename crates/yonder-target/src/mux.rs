@@ -337,8 +337,12 @@ impl MasterForward {
     /// asking. A missing master may be back later (the client starts a new
     /// one when the connection drops), so that is not remembered.
     pub fn fallback_worked(&self, e: &MuxError) {
-        if matches!(e, MuxError::Refused { .. } | MuxError::Protocol { .. }) {
-            self.refused.store(true, Ordering::Relaxed);
+        if matches!(e, MuxError::Refused { .. } | MuxError::Protocol { .. })
+            && !self.refused.swap(true, Ordering::Relaxed)
+        {
+            tracing::debug!(
+                "later connections skip the ssh master and go through the yonder server"
+            );
         }
     }
 }

@@ -678,8 +678,10 @@ fn doctor_logs_in_with_a_password_to_fix_what_broke_key_login() {
             tmux(&sock, &["send-keys", "-t", "p", &password, "Enter"]);
             answered = prompts;
         }
+        // A whole doctor run with several password logins: more than the
+        // usual bound on a loaded machine.
         assert!(
-            start.elapsed() < DEADLINE,
+            start.elapsed() < 4 * DEADLINE,
             "doctor did not finish:\n{screen}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));

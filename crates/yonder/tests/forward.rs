@@ -288,10 +288,7 @@ async fn the_fd_socket_connects_refuses_clearly_and_survives_garbage() {
     assert!(resp.ends_with(HTTP_BODY), "{resp}");
 
     // A closed port: the daemon's error comes back as text.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = common::free_port();
     let e = c.dial_direct("127.0.0.1", closed).await.unwrap_err();
     assert!(e.to_string().contains("refused"), "{e}");
 
@@ -481,10 +478,7 @@ async fn half_close_is_honoured_both_ways_through_local_and_remote_forwards() {
 async fn a_refused_connection_closes_the_local_one_and_the_forwarder_keeps_serving() {
     let d = Daemon::start();
     // A port nobody listens on (yet).
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let echo = echo_server().await;
     let mut f = Forwarder::start(
         &d,

@@ -11,7 +11,7 @@
 mod common;
 
 use common::sshd::Sshd;
-use common::{DEADLINE, Daemon};
+use common::{DEADLINE, Daemon, free_port};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -160,14 +160,6 @@ fn workspace(w: &Path) {
     )
     .unwrap();
     std::fs::write(w.join("deeper/deepfile.md"), "# deep\n").unwrap();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The user's story: open the page with the token, see the tree, edit and

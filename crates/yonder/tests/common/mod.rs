@@ -19,6 +19,38 @@ pub const YONDER: &str = env!("CARGO_BIN_EXE_yonder");
 /// instead of a hung test run.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A loopback port that nothing listens on now and that the kernel will not
+/// hand to anyone else's `bind(0)` or `connect()` in the meantime: it lies
+/// below `ip_local_port_range`. Tests run in parallel; a port from the
+/// ephemeral range, released and bound again later (or kept as "a port
+/// nobody listens on"), can meanwhile go to another test's listener.
+pub fn free_port() -> u16 {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("ip_local_port_range");
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("ip_local_port_range starts with a port");
+    assert!(
+        low > 12_000,
+        "ephemeral ports start at {low}: too low for the tests"
+    );
+    let span = u32::from(low) - 10_000;
+    for _ in 0..1000 {
+        let r = getrandom::u32().expect("random");
+        let port = u16::try_from(10_000 + r % span).expect("below the range");
+        let taken = |a: &str| {
+            std::net::TcpListener::bind((a, port))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+        };
+        if !taken("127.0.0.1") && !taken("::1") {
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
+}
+
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub child: Child,

@@ -5,7 +5,6 @@
 
 use super::*;
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 
 pub const TEST_USER: &str = "yondertest";
@@ -42,13 +41,7 @@ fn keygen(path: &Path, passphrase: &str) {
     assert!(st.success());
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 impl Sshd {
     pub fn start() -> Self {
@@ -88,7 +81,7 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let port = free_port();
         let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
+        let mut child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
             .args([
                 "-o",
@@ -115,6 +108,10 @@ impl Sshd {
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(start.elapsed() < DEADLINE, "sshd did not start");
+            if let Some(st) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
+                panic!("sshd on port {port} ended ({st}):\n{log}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
