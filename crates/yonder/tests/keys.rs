@@ -130,6 +130,62 @@ fn every_ppk_type_and_version_converts_to_the_same_key() {
     assert_eq!(cases, 4 * (2 + 2 + 1 + 1));
 }
 
+/// PuTTY writes an Ed25519 private key as 32 raw bytes; one key in 512
+/// starts with a zero byte followed by one below 0x80, which is not a valid
+/// SSH `mpint` (ssh-key's reading, patched in `vendor/ssh-key`). Such a key,
+/// made on purpose and converted to `.ppk` by puttygen, plain and encrypted.
+#[test]
+fn a_ppk_ed25519_key_starting_with_a_zero_byte_is_imported() {
+    use ssh_key::{LineEnding, PrivateKey, private::Ed25519Keypair};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).unwrap();
+    seed[0] = 0;
+    seed[1] &= 0x7f;
+    let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let openssh = d.join("zero");
+    std::fs::write(&openssh, key.to_openssh(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    std::fs::set_permissions(&openssh, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let expected = key.public_key().to_openssh().unwrap();
+    let pw = d.join("pw");
+    std::fs::write(&pw, "zero pass\n").unwrap();
+    for enc in [false, true] {
+        let ppk = d.join(format!("zero-{enc}.ppk"));
+        let mut c = Command::new("puttygen");
+        c.arg(&openssh).args(["-O", "private", "-o"]).arg(&ppk);
+        c.arg("--new-passphrase").arg(if enc {
+            pw.as_path()
+        } else {
+            Path::new("/dev/null")
+        });
+        tool(&mut c);
+        if !enc {
+            // The case at hand: the private field is those 32 bytes as they are.
+            let text = std::fs::read_to_string(&ppk).unwrap();
+            assert!(text.contains("Private-Lines: 1\nAAAAIAA"), "{text}");
+        }
+        let out = d.join(format!("out-{enc}"));
+        let mut c = yonder();
+        c.args(["keys", "import-ppk"])
+            .arg(&ppk)
+            .arg("--out")
+            .arg(&out);
+        if enc {
+            c.arg("--passphrase-file").arg(&pw);
+        }
+        let (code, _, err) = run(&mut c);
+        assert_eq!(code, 0, "encrypted {enc}: {err}");
+        let pass = if enc { "zero pass" } else { "" };
+        let derived = tool(
+            Command::new("ssh-keygen")
+                .args(["-y", "-P", pass, "-f"])
+                .arg(&out),
+        );
+        assert_eq!(blob(&derived), blob(&expected), "encrypted {enc}");
+    }
+}
+
 /// Re-encryption choices: `--no-passphrase` and a new passphrase.
 #[test]
 fn a_converted_key_can_drop_or_change_its_passphrase() {
