@@ -404,8 +404,15 @@ async fn a_terminal_survives_its_ssh_connection_being_killed() {
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: the pid of the pane's process, the yonder client.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The pane runs `sh -c …`; kill its child, the yonder client. (Killing
+    // the pane's shell would end the only session, and with it the tmux
+    // server that the next session is started on.)
+    let st = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", &pid.to_string(), "-f", "shell yt"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "no yonder client under the pane");
+    pane_shows(&sock, "client-exit=137");
     // Re-attach over a new connection: the beats from the gap are there.
     let list: serde_json::Value =
         serde_json::from_slice(&ok(s.cli().args(["terminals", "yt", "--json"]))).unwrap();
