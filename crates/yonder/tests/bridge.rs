@@ -148,7 +148,20 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("client did not finish within {limit:?}");
+            let _ = child.wait();
+            // What it said so far is the clue, once its stderr ends (an ssh
+            // multiplexing client has handed that pipe to its master, which
+            // may hold it open: then wait no more than a few seconds).
+            let waited = Instant::now();
+            while !err_t.is_finished() && waited.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let err = if err_t.is_finished() {
+                String::from_utf8_lossy(&err_t.join().unwrap()).into_owned()
+            } else {
+                "(still open)".into()
+            };
+            panic!("client did not finish within {limit:?}; its stderr:\n{err}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };

@@ -161,9 +161,15 @@ fn a_ppk_ed25519_key_starting_with_a_zero_byte_is_imported() {
         });
         tool(&mut c);
         if !enc {
-            // The case at hand: the private field is those 32 bytes as they are.
+            // The case at hand: the private field is those 32 bytes as they
+            // are. In base64, length 32 then 0x00 is "AAAAIA", and the next
+            // character is 'A' or 'B' when the second byte is below 0x80.
             let text = std::fs::read_to_string(&ppk).unwrap();
-            assert!(text.contains("Private-Lines: 1\nAAAAIAA"), "{text}");
+            let private = text.split("Private-Lines: 1\n").nth(1).unwrap_or_default();
+            assert!(
+                private.starts_with("AAAAIAA") || private.starts_with("AAAAIAB"),
+                "{text}"
+            );
         }
         let out = d.join(format!("out-{enc}"));
         let mut c = yonder();
