@@ -147,19 +147,23 @@ impl Term {
     /// otherwise sit out the whole grace and be killed without saving its
     /// history. Other signals a user chose are sent once.
     fn hang_up(self: &Arc<Self>, sig: i32) {
+        if self.lock().exit.is_some() {
+            return;
+        }
         self.signal_group(sig);
         let t = self.clone();
         tokio::spawn(async move {
             let start = Instant::now();
+            let exited = || t.lock().exit.is_some();
             while sig == libc::SIGHUP && start.elapsed() + HANGUP_REPEAT < HANGUP_GRACE {
                 tokio::time::sleep(HANGUP_REPEAT).await;
-                if t.lock().finished {
+                if exited() {
                     return;
                 }
                 t.signal_group(sig);
             }
             tokio::time::sleep(HANGUP_GRACE.saturating_sub(start.elapsed())).await;
-            if !t.lock().finished {
+            if !exited() {
                 t.signal_group(libc::SIGKILL);
             }
         });
@@ -387,9 +391,7 @@ impl Registry {
         let t = term.clone();
         let reg = Arc::downgrade(self);
         tokio::spawn(async move {
-            let status = child.wait().await;
-            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, eof_rx).await;
-            let exit = match status {
+            let exit = match child.wait().await {
                 Ok(s) => pb::ExecExit {
                     code: s.code(),
                     signal: s.signal(),
@@ -399,11 +401,11 @@ impl Registry {
                     signal: None,
                 },
             };
-            {
-                let mut s = t.lock();
-                s.exit = Some(exit);
-                s.finished = true;
-            }
+            // Known at once: from now on the pid may be reused, so nothing
+            // signals its group any more (`hang_up`).
+            t.lock().exit = Some(exit);
+            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, eof_rx).await;
+            t.lock().finished = true;
             t.changed.send_modify(|_| {});
             tracing::info!(id = %t.id, ?exit, "terminal exited");
             if let Some(reg) = reg.upgrade() {
