@@ -641,12 +641,22 @@ fn a_flooded_stdin_holds_up_only_its_own_channel() {
         }
     });
     let l = free_port();
-    let master = bg({
+    // The master's log and the bridge's (its ProxyCommand shares the
+    // master's stderr) are shown if the end below hangs.
+    let master_log = b.path("master.log");
+    let master = Bg({
         let mut c = b.tool("ssh");
-        c.args(["-N", "-o", "ControlMaster=yes", "-o", &control, "-L"])
+        c.args(["-v", "-N", "-o", "ControlMaster=yes", "-o", &control, "-L"])
             .arg(format!("{l}:127.0.0.1:{sink_port}"))
-            .arg("br");
-        c
+            .arg("br")
+            .env(
+                "YONDER_LOG",
+                "debug,russh=info,h2=info,tonic=info,hyper=info",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&master_log).unwrap());
+        c.spawn().expect("spawn the master")
     });
     let start = Instant::now();
     while !cm.exists() {
@@ -714,6 +724,20 @@ fn a_flooded_stdin_holds_up_only_its_own_channel() {
     // The program ends: its output and exit status arrive.
     std::fs::write(&release, "").unwrap();
     assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "done");
+    let start = Instant::now();
+    while flooded.try_wait().unwrap().is_none() && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if flooded.try_wait().unwrap().is_none() {
+        let log = std::fs::read_to_string(&master_log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(120).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let _ = flooded.kill();
+        panic!(
+            "the client did not end after the program; master and bridge log (end):\n{}",
+            tail.join("\n")
+        );
+    }
     let o = wait_output(flooded, DEADLINE);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
     reader.join().unwrap();
