@@ -62,6 +62,16 @@ fn puttygen(dir: &Path, name: &str, kind: &str, params: &[&str], pass: Option<&P
     tool(&mut l)
 }
 
+/// The public key `ssh-keygen -y` derives from the private key at `key`,
+/// opened with `pass` ("" for none); fails the test if it cannot.
+fn derive_public(key: impl AsRef<Path>, pass: &str) -> String {
+    tool(
+        Command::new("ssh-keygen")
+            .args(["-y", "-P", pass, "-f"])
+            .arg(key.as_ref()),
+    )
+}
+
 fn yonder() -> Command {
     Command::new(YONDER)
 }
@@ -106,11 +116,7 @@ fn every_ppk_type_and_version_converts_to_the_same_key() {
                 assert_eq!(mode(&out), 0o600, "{name}");
                 assert_eq!(mode(&out.with_extension("pub")), 0o644, "{name}");
                 let pass = if enc { "correct horse" } else { "" };
-                let derived = tool(
-                    Command::new("ssh-keygen")
-                        .args(["-y", "-P", pass, "-f"])
-                        .arg(&out),
-                );
+                let derived = derive_public(&out, pass);
                 assert_eq!(blob(&derived), blob(&expected), "{name}");
                 let written = std::fs::read_to_string(out.with_extension("pub")).unwrap();
                 assert_eq!(blob(&written), blob(&expected), "{name}");
@@ -183,11 +189,7 @@ fn a_ppk_ed25519_key_starting_with_a_zero_byte_is_imported() {
         let (code, _, err) = run(&mut c);
         assert_eq!(code, 0, "encrypted {enc}: {err}");
         let pass = if enc { "zero pass" } else { "" };
-        let derived = tool(
-            Command::new("ssh-keygen")
-                .args(["-y", "-P", pass, "-f"])
-                .arg(&out),
-        );
+        let derived = derive_public(&out, pass);
         assert_eq!(blob(&derived), blob(&expected), "encrypted {enc}");
     }
 }
@@ -211,11 +213,7 @@ fn a_converted_key_can_drop_or_change_its_passphrase() {
         .arg("--out")
         .arg(d.join("plain")));
     assert_eq!(code, 0, "{err}");
-    let got = tool(
-        Command::new("ssh-keygen")
-            .args(["-y", "-P", "", "-f"])
-            .arg(d.join("plain")),
-    );
+    let got = derive_public(d.join("plain"), "");
     assert_eq!(blob(&got), blob(&expected));
     let (code, _, err) = run(yonder()
         .args(["keys", "import-ppk"])
@@ -227,11 +225,7 @@ fn a_converted_key_can_drop_or_change_its_passphrase() {
         .arg("--out")
         .arg(d.join("renewed")));
     assert_eq!(code, 0, "{err}");
-    let got = tool(
-        Command::new("ssh-keygen")
-            .args(["-y", "-P", "new-pass", "-f"])
-            .arg(d.join("renewed")),
-    );
+    let got = derive_public(d.join("renewed"), "new-pass");
     assert_eq!(blob(&got), blob(&expected));
 }
 
@@ -321,11 +315,7 @@ fn generated_keys_are_openssh_keys_with_private_modes() {
         listed.starts_with("2048 ") && listed.contains("(RSA)"),
         "{listed}"
     );
-    tool(
-        Command::new("ssh-keygen")
-            .args(["-y", "-P", "s3cret", "-f"])
-            .arg(&rsa),
-    );
+    derive_public(&rsa, "s3cret");
     let wrong = Command::new("ssh-keygen")
         .args(["-y", "-P", "", "-f"])
         .arg(&rsa)
@@ -603,15 +593,7 @@ fn passphrases_are_asked_on_the_terminal() {
         !screen.contains("secret"),
         "nothing typed is echoed:\n{screen}"
     );
-    let got = tool(
-        Command::new("ssh-keygen")
-            .args(["-y", "-P", "typed secret", "-f"])
-            .arg(d.join("t")),
-    );
+    let got = derive_public(d.join("t"), "typed secret");
     assert_eq!(blob(&got), blob(&expected));
-    tool(
-        Command::new("ssh-keygen")
-            .args(["-y", "-P", "second secret", "-f"])
-            .arg(d.join("new")),
-    );
+    derive_public(d.join("new"), "second secret");
 }
