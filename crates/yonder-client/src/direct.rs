@@ -4,21 +4,18 @@
 //! can connect to `HOST:PORT` itself (as seen from the server: its network
 //! namespace, its resolver) and pass the connected socket back over
 //! `fdpass.sock` ([`yonder_proto::fdpass`]). The client then joins it to the
-//! local connection with `splice(2)`: bytes move between the two sockets in
-//! the kernel, with no HTTP/2 framing and no copy through user space.
+//! local connection with one blocking thread per direction: bytes move
+//! between the two sockets with no HTTP/2 framing and no async runtime in
+//! the way.
 
 use crate::forward::Relayed;
 use crate::{Client, Result};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use yonder_proto::pb::ErrorKind;
 use yonder_proto::{RemoteError, fdpass};
-
-/// Bytes one `splice` call may move: as much as the pipe between the two
-/// sockets holds (its size is raised to this where the system allows).
-const SPLICE_CHUNK: usize = yonder_proto::limits::PIPE_SIZE as usize;
 
 impl Client {
     /// The daemon's fd socket, when this client can use it (see the module
@@ -78,40 +75,44 @@ impl Client {
     }
 }
 
-/// A pipe between two sockets, for `splice`.
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-}
+/// First size of a relay thread's buffer: enough for interactive traffic.
+const RELAY_BUF_MIN: usize = 16 * 1024;
+/// Largest size it grows to while reads keep filling it (a bulk stream).
+const RELAY_BUF_MAX: usize = 4 << 20;
+/// Bytes above [`RELAY_BUF_MIN`] that all relay buffers of this process
+/// may hold together: a few bulk streams get big buffers, hundreds of
+/// parallel ones stay small, and memory stays bounded either way.
+const RELAY_GROWTH_BUDGET: usize = 64 << 20;
+static RELAY_GROWTH_LEFT: AtomicUsize = AtomicUsize::new(RELAY_GROWTH_BUDGET);
 
-impl Pipe {
-    fn new() -> io::Result<Self> {
-        // A bigger pipe means fewer calls; the default (64 KiB) still works.
-        let (read, write) = yonder_proto::limits::pipe()?;
-        Ok(Self { read, write })
+/// A relay thread's buffer; its growth is taken from, and given back to,
+/// [`RELAY_GROWTH_LEFT`].
+struct RelayBuf(Vec<u8>);
+
+impl RelayBuf {
+    fn new() -> Self {
+        Self(vec![0u8; RELAY_BUF_MIN])
+    }
+
+    /// Doubles the buffer when it is below the maximum and the budget
+    /// allows; otherwise keeps it as it is.
+    fn grow(&mut self) {
+        let more = self.0.len();
+        if self.0.len() >= RELAY_BUF_MAX {
+            return;
+        }
+        let taken = RELAY_GROWTH_LEFT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(more)
+        });
+        if taken.is_ok() {
+            self.0.resize(self.0.len() + more, 0);
+        }
     }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    loop {
-        // SAFETY: plain fds, null offsets (sockets and a pipe).
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+impl Drop for RelayBuf {
+    fn drop(&mut self) {
+        RELAY_GROWTH_LEFT.fetch_add(self.0.len() - RELAY_BUF_MIN, Ordering::Relaxed);
     }
 }
 
@@ -119,24 +120,35 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// `to`'s writing (half-close travels on). Blocking: it runs on its own
 /// thread, which sleeps in the kernel between chunks, with no readiness
 /// round trip through the runtime per chunk.
-fn splice_one_way(from: &std::net::TcpStream, to: &std::net::TcpStream) -> io::Result<u64> {
-    let pipe = Pipe::new()?;
+///
+/// A plain `read`/`write` through a buffer that grows while reads fill it,
+/// not `splice(2)`: measured side by side on loopback (docs/PERFORMANCE.md),
+/// the copy through a large buffer moved more per second than `splice`,
+/// which is capped at a pipe's size per call and hands the sender's pages on
+/// to the receiver instead of fresh ones in the relay's cache.
+fn copy_one_way(mut from: &std::net::TcpStream, mut to: &std::net::TcpStream) -> io::Result<u64> {
+    use std::io::{Read, Write};
+    let mut buf = RelayBuf::new();
     let mut total = 0u64;
     loop {
-        let n = splice(from.as_raw_fd(), pipe.write.as_raw_fd(), SPLICE_CHUNK)?;
+        let n = match from.read(&mut buf.0) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             let _ = to.shutdown(std::net::Shutdown::Write);
             return Ok(total);
         }
-        let mut left = n;
-        while left > 0 {
-            left -= splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left)?;
-        }
+        to.write_all(&buf.0[..n])?;
         total += n as u64;
+        if n == buf.0.len() {
+            buf.grow();
+        }
     }
 }
 
-/// Stack of a relay thread: it holds a few locals, no buffers.
+/// Stack of a relay thread: a few locals; its buffer is on the heap.
 const RELAY_STACK: usize = 64 * 1024;
 
 /// Joins two connected sockets both ways until both have reached end of
@@ -153,7 +165,7 @@ pub async fn relay_sockets(a: TcpStream, b: TcpStream) -> io::Result<Relayed> {
             .name("yonder-relay".into())
             .stack_size(RELAY_STACK)
             .spawn(move || {
-                let r = splice_one_way(&from, &to);
+                let r = copy_one_way(&from, &to);
                 if r.is_err() {
                     let _ = from.shutdown(std::net::Shutdown::Both);
                     let _ = to.shutdown(std::net::Shutdown::Both);
@@ -208,5 +220,34 @@ mod tests {
         let r = relay.await.unwrap().unwrap();
         assert_eq!(r.sent, data.len() as u64);
         assert_eq!(r.received, 15);
+    }
+
+    #[test]
+    fn relay_buffers_grow_within_one_shared_budget_and_give_it_back() {
+        let before = RELAY_GROWTH_LEFT.load(Ordering::Relaxed);
+        let mut bufs: Vec<RelayBuf> = (0..40).map(|_| RelayBuf::new()).collect();
+        // One bulk stream alone reaches the maximum and stops there.
+        for _ in 0..12 {
+            bufs[0].grow();
+        }
+        assert_eq!(bufs[0].0.len(), RELAY_BUF_MAX);
+        for _ in 0..12 {
+            for b in &mut bufs {
+                b.grow();
+            }
+        }
+        assert!(bufs.iter().all(|b| b.0.len() <= RELAY_BUF_MAX));
+        assert!(
+            bufs[0].0.len() == RELAY_BUF_MAX,
+            "the first buffers reach the maximum"
+        );
+        let grown: usize = bufs.iter().map(|b| b.0.len() - RELAY_BUF_MIN).sum();
+        assert!(grown <= before, "{grown} bytes of growth, budget {before}");
+        assert!(
+            bufs.last().unwrap().0.len() < RELAY_BUF_MAX,
+            "40 buffers of 4 MiB would exceed the budget: the last stays smaller"
+        );
+        drop(bufs);
+        assert_eq!(RELAY_GROWTH_LEFT.load(Ordering::Relaxed), before);
     }
 }
