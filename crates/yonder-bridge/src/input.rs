@@ -10,8 +10,8 @@
 //! output (nor this program's exit) went out until the program ended.
 //!
 //! Now, as sshd does (RFC 4254 §5.2): the channel's window is granted by
-//! us (the patched russh's `Handle::manual_window`), only for data the
-//! program has taken. The channel's queue is always read at once, into a
+//! us (the patched russh's `Config::manual_window`, set for every channel
+//! from its first byte), only for data the program has taken. The channel's queue is always read at once, into a
 //! queue that the client's window bounds; a second task writes that queue
 //! to the program and grants window as each chunk goes in. A program that
 //! does not read leaves the client's window at zero: the client stops
@@ -41,8 +41,10 @@ const GRANT_BATCH: u32 = WINDOW / 8;
 
 /// Input queued for the program beyond which the client is ignoring its
 /// window (OpenSSH never does): the channel is closed rather than memory
-/// grown. Twice the window, as russh may still grant one window on receipt
-/// before it learns the channel is flow-controlled by us.
+/// grown. The window is the exact bound, since every byte of it is granted
+/// here; twice it is the margin. (It used to be hit under load: russh
+/// granted window on its own until this pump told it not to, which came
+/// late when starting the program was slow; now channels start that way.)
 const INPUT_LIMIT: usize = 2 * WINDOW as usize;
 
 /// After the client closed the channel, how long input already received
@@ -83,7 +85,6 @@ pub(crate) async fn pump<S: InputSink>(
     handle: Handle,
     sink: S,
 ) {
-    let _ = handle.manual_window(id);
     let queued = Arc::new(AtomicUsize::new(0));
     // Unbounded in messages, bounded in bytes by the client's window
     // (checked against INPUT_LIMIT below).
@@ -135,6 +136,9 @@ pub(crate) async fn pump<S: InputSink>(
                     tracing::warn!(
                         "the client sent more than {INPUT_LIMIT} bytes beyond its window; closing the channel"
                     );
+                    // Said to the client too, or it would wait on a
+                    // channel nobody serves any more.
+                    let _ = handle.close(id).await;
                     break;
                 }
                 let _ = data_tx.send(Input::Data(data));

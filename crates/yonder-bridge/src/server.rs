@@ -167,6 +167,9 @@ where
         keys: vec![config.host_key],
         channel_buffer_size: CHANNEL_QUEUE,
         window_size: crate::input::WINDOW,
+        // Every channel's window is granted by us from its first byte, as
+        // its input is taken ([`crate::input`]).
+        manual_window: true,
         // An idle editor connection stays up as long as the client wants:
         // sshd has no idle timeout by default either.
         inactivity_timeout: None,
@@ -512,6 +515,11 @@ async fn session_channel(mut ch: Channel<Msg>, handle: Handle, ctx: Arc<Ctx>) {
             Some(ChannelMsg::RequestShell { .. }) => break Start::Shell,
             Some(ChannelMsg::RequestSubsystem { name, .. }) if name == "sftp" => break Start::Sftp,
             Some(ChannelMsg::Close) | None => return,
+            // Input before the program exists has nowhere to go: dropped,
+            // and its window given back (we grant every byte of window).
+            Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                let _ = handle.grant_window(ch.id(), data.len() as u32);
+            }
             Some(_) => {}
         }
     };

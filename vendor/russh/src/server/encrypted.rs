@@ -2049,7 +2049,8 @@ impl Session {
             confirmed: true,
             wants_reply: false,
             pending_data: std::collections::VecDeque::new(),
-            manual_window: false,
+            // yonder patch: flow-controlled by the application from the start.
+            manual_window: self.common.config.manual_window,
             pending_eof: false,
             pending_close: false,
         };

@@ -99,6 +99,11 @@ pub struct Config {
     pub keepalive_max: usize,
     /// If active, invoke `set_nodelay(true)` on client sockets; disabled by default (i.e. Nagle's algorithm is active).
     pub nodelay: bool,
+    /// yonder patch: every channel (opened by the client or by us) starts
+    /// with its window granted only by the application
+    /// ([`Handle::grant_window`]), from its first byte: no window is
+    /// granted automatically before the application takes over.
+    pub manual_window: bool,
 }
 
 impl Default for Config {
@@ -126,6 +131,7 @@ impl Default for Config {
             keepalive_interval: None,
             keepalive_max: 3,
             nodelay: false,
+            manual_window: false,
         }
     }
 }

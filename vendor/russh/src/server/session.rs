@@ -1451,6 +1451,10 @@ impl Session {
                 self.common.config.window_size,
                 self.common.config.maximum_packet_size,
             );
+            // yonder patch: flow-controlled by the application from the start.
+            if self.common.config.manual_window {
+                enc.set_manual_window(sender_channel);
+            }
             push_packet!(enc.write, {
                 enc.write.push(msg::CHANNEL_OPEN);
                 kind.encode(&mut enc.write)?;
