@@ -288,6 +288,10 @@ pub enum ProcessEvent {
 #[derive(Debug, Clone)]
 pub struct ProcessControl {
     input: mpsc::Sender<pb::ExecInput>,
+    /// The server's process service and the program's pid: signals go as
+    /// their own call, so they never wait behind stdin the program is not
+    /// reading.
+    signals: Option<(ProcessClient<Channel>, u32)>,
 }
 
 impl ProcessControl {
@@ -304,7 +308,23 @@ impl ProcessControl {
         self.send(exec_input::Message::CloseStdin(pb::Empty {}))
             .await
     }
+    /// Sends `signal` (e.g. `libc::SIGINT`) to the program at once, even
+    /// while its stdin is full. A program that has already ended is no
+    /// error: the signal had nothing left to reach.
     pub async fn signal(&self, signal: i32) -> Result<()> {
+        if let Some((process, pid)) = &self.signals {
+            match process
+                .clone()
+                .signal(pb::SignalRequest { pid: *pid, signal })
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(s) if s.code() == tonic::Code::NotFound => return Ok(()),
+                // A server from before the call: in the stream, behind stdin.
+                Err(s) if s.code() == tonic::Code::Unimplemented => {}
+                Err(s) => return Err(remote(s)),
+            }
+        }
         self.send(exec_input::Message::Signal(signal)).await
     }
 }
@@ -1146,7 +1166,10 @@ impl Client {
         };
         Ok(RemoteProcess {
             pid,
-            control: ProcessControl { input: tx },
+            control: ProcessControl {
+                input: tx,
+                signals: Some((self.process.clone(), pid)),
+            },
             output,
             exited: false,
         })

@@ -177,6 +177,56 @@ async fn stdin_signals_and_exit_status_through_the_library() {
     assert_names_the_missing_program(&e);
 }
 
+/// A program that reads no stdin while the client floods it still gets
+/// its signal at once: the signal is its own call, not a message queued
+/// behind megabytes of stdin (as a Ctrl-C must not be).
+#[tokio::test]
+async fn a_signal_overtakes_stdin_the_program_is_not_reading() {
+    let d = Daemon::start();
+    let c = d.client().await;
+    let mut p = c.exec(ExecRequest::new("sleep").arg("100")).await.unwrap();
+    let ctl = p.control();
+    let flood = {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            // 64 MiB at most: far beyond the pipe, the server's stream
+            // window and the client's queue, so the writes block.
+            for _ in 0..1024 {
+                if ctl.write_stdin(chunk.clone()).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    // Until the flood is stuck: no write has gone through for a while.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        !flood.is_finished(),
+        "64 MiB went into a program reading none"
+    );
+    tokio::time::timeout(DEADLINE, ctl.signal(libc::SIGTERM))
+        .await
+        .expect("the signal waited behind stdin")
+        .unwrap();
+    let status = tokio::time::timeout(DEADLINE, async {
+        while let Some(ev) = p.next_event().await {
+            if let ProcessEvent::Exit(s) = ev.unwrap() {
+                return Some(s);
+            }
+        }
+        None
+    })
+    .await
+    .expect("the program did not end after its signal")
+    .expect("an exit status");
+    assert_eq!((status.code, status.signal), (None, Some(libc::SIGTERM)));
+    flood.abort();
+    // A program that has ended takes signals quietly (nothing to reach),
+    // and its pid is no longer signalled by the server.
+    ctl.signal(libc::SIGTERM).await.unwrap();
+}
+
 #[tokio::test]
 async fn dropping_a_running_program_kills_it() {
     let d = Daemon::start();

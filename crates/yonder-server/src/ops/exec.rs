@@ -122,7 +122,7 @@ async fn pump<R: AsyncRead + Unpin>(
 async fn feed(
     mut input: Streaming<pb::ExecInput>,
     mut stdin: Option<ChildStdin>,
-    pid: Option<u32>,
+    signals: mpsc::UnboundedSender<i32>,
     broken: tokio::sync::oneshot::Sender<()>,
 ) {
     loop {
@@ -145,12 +145,9 @@ async fn feed(
                 }
             }
             Some(exec_input::Message::CloseStdin(_)) => stdin = None,
+            // In the stream it waits behind stdin; `Signal` does not.
             Some(exec_input::Message::Signal(sig)) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: kill(2) with a pid we spawned and have not reaped
-                    // (the wait happens in the same call's task).
-                    unsafe { libc::kill(pid, sig) };
-                }
+                let _ = signals.send(sig);
             }
             Some(exec_input::Message::Start(_)) | None => {}
         }
@@ -174,6 +171,8 @@ async fn run(
     };
     let mut child = spawn(&start, session.as_ref())?;
     let pid = child.id();
+    let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+    let registered = pid.map(|pid| Registered::new(pid, sig_tx.clone()));
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
@@ -185,22 +184,27 @@ async fn run(
         let o = tokio::spawn(pump(stdout, tx.clone(), exec_output::Message::Stdout));
         let e = tokio::spawn(pump(stderr, tx.clone(), exec_output::Message::Stderr));
         let (broken_tx, mut broken_rx) = tokio::sync::oneshot::channel();
-        let feeder = tokio::spawn(feed(input, stdin, pid, broken_tx));
-        let status = tokio::select! {
-            status = child.wait() => status,
-            Ok(()) = &mut broken_rx => {
-                let _ = child.kill().await;
-                feeder.abort();
-                return;
-            }
-            // The client went away: stop the program instead of leaving it
-            // running with nobody to read its output.
-            () = tx.closed() => {
-                let _ = child.kill().await;
-                feeder.abort();
-                return;
+        let feeder = tokio::spawn(feed(input, stdin, sig_tx, broken_tx));
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                Some(sig) = sig_rx.recv() => signal_child(&child, sig),
+                Ok(()) = &mut broken_rx => {
+                    let _ = child.kill().await;
+                    feeder.abort();
+                    return;
+                }
+                // The client went away: stop the program instead of leaving it
+                // running with nobody to read its output.
+                () = tx.closed() => {
+                    let _ = child.kill().await;
+                    feeder.abort();
+                    return;
+                }
             }
         };
+        // Reaped: no signal may reach the pid any more.
+        drop(registered);
         // Both pipes must reach EOF before the exit message, so no output is
         // ever reported after the exit. A daemonised grandchild holding a pipe
         // open keeps it open; that matches what a local shell shows.
@@ -228,8 +232,70 @@ async fn run(
     Ok(Box::pin(ReceiverStream::new(rx)))
 }
 
+/// Sends `sig` to the program, unless it has been reaped (then its pid may
+/// be another process's).
+fn signal_child(child: &Child, sig: i32) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) on a child of ours that tokio has not reaped
+        // (`id()` is None once it has); this task alone waits on it.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Running Exec programs by pid, for [`Process::signal`]: each call's task
+/// applies the signals itself, so none is sent after the reap.
+static RUNNING: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<u32, mpsc::UnboundedSender<i32>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// A program's entry in [`RUNNING`], removed when dropped.
+struct Registered {
+    pid: u32,
+    tx: mpsc::UnboundedSender<i32>,
+}
+
+impl Registered {
+    fn new(pid: u32, tx: mpsc::UnboundedSender<i32>) -> Self {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(pid, tx.clone());
+        Self { pid, tx }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        // Only our own entry: the pid may belong to a newer program now.
+        if running
+            .get(&self.pid)
+            .is_some_and(|t| t.same_channel(&self.tx))
+        {
+            running.remove(&self.pid);
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Process for ProcessService {
+    async fn signal(&self, req: Request<pb::SignalRequest>) -> Result<Response<pb::Empty>, Status> {
+        let pb::SignalRequest { pid, signal } = req.into_inner();
+        let tx = RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pid)
+            .cloned();
+        match tx {
+            Some(tx) if tx.send(signal).is_ok() => Ok(Response::new(pb::Empty {})),
+            _ => Err(RemoteError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no program started by this server runs with pid {pid} (it may have ended)"
+                ),
+            )
+            .to_status()),
+        }
+    }
+
     type ExecStream = OutStream;
     async fn exec(
         &self,
