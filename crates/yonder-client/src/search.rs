@@ -23,16 +23,59 @@ use yonder_proto::search_pack::{self, PackError, PackedLine};
 /// its path per line) and the map, keyed by a hash of the path, is only
 /// touched when the file changes. The current file's path is made once and
 /// shared by its lines.
+///
+/// It also keeps the request's `max_results` across runs: a run after a drop
+/// is asked for that many plus those already given (it may find the given
+/// ones again first, or other files first), and the lines given stop at the
+/// limit, so a cut search gives as many as an uncut one.
 #[derive(Default)]
 struct Delivered {
     files: HashMap<u64, u64>,
     /// The wire path of the last line's file, its hash and its path.
     current: Option<(Bytes, u64, Arc<Path>)>,
     line: u64,
+    /// The request's `max_results` (0: none).
+    max: u64,
+    /// Matching lines delivered.
+    matched: u64,
+    /// A run after a drop is under way.
+    resumed: bool,
+    /// Hash of the file of the last matching line delivered.
+    last_match_file: u64,
 }
 
 impl Delivered {
-    /// `l` as a [`SearchLine`], or None if it was delivered before.
+    /// The request for the next run: the first as asked, later ones with
+    /// room for the lines they find again.
+    fn request(&mut self, req: &SearchRequest, again: bool) -> SearchRequest {
+        let mut req = req.clone();
+        self.max = req.max_results;
+        if again {
+            self.resumed = true;
+            if req.max_results > 0 {
+                req.max_results = req.max_results.saturating_add(self.matched);
+            }
+        }
+        req
+    }
+
+    /// The limit is used up by lines already delivered.
+    fn full(&self) -> bool {
+        self.max > 0 && self.matched >= self.max
+    }
+
+    /// A run's stats, with the count of a run after a drop held to the
+    /// limit it was asked to stay under.
+    fn stats(&self, mut stats: SearchStats) -> SearchStats {
+        if self.resumed && self.max > 0 && stats.matched_lines >= self.max {
+            stats.matched_lines = self.max;
+            stats.truncated = true;
+        }
+        stats
+    }
+
+    /// `l` as a [`SearchLine`], or None if it was delivered before, or is
+    /// over the limit (after a drop; a single run stops there itself).
     fn line(&mut self, l: PackedLine) -> Option<SearchLine> {
         if !matches!(&self.current, Some((p, ..)) if *p == l.path) {
             let hash = fnv1a(&l.path);
@@ -47,7 +90,17 @@ impl Delivered {
             return None;
         }
         self.line = l.line_number;
-        let (.., path) = self.current.as_ref()?;
+        let (_, hash, path) = self.current.as_ref()?;
+        if !l.is_context {
+            if self.full() {
+                return None;
+            }
+            self.matched += 1;
+            self.last_match_file = *hash;
+        } else if self.resumed && self.full() && *hash != self.last_match_file {
+            // Context of a match over the limit, in another file.
+            return None;
+        }
         Some(search_line(l, path.clone()))
     }
 }
@@ -147,8 +200,8 @@ impl Client {
     /// `NotFound`.
     pub async fn grep(&self, req: SearchRequest) -> Result<RemoteStream<SearchEvent>> {
         let search = self.search.clone();
-        let call = move |_: &mut Delivered, _| {
-            let (mut c, req) = (search.clone(), req.clone());
+        let call = move |seen: &mut Delivered, again| {
+            let (mut c, req) = (search.clone(), seen.request(&req, again));
             async move { Ok(c.grep(req).await?.into_inner()) }
         };
         // After a drop the search runs again from the start; the lines of
@@ -166,7 +219,7 @@ impl Client {
                     Err(e) => v.push(Err(malformed(e))),
                 }
             }
-            (v, b.stats)
+            (v, b.stats.map(|st| seen.stats(st)))
         };
         let s = self.resumable(Delivered::default(), call, take).await?;
         let mut finished = false;
@@ -293,5 +346,53 @@ mod tests {
             .collect();
         let want = [("b", 3), ("", 9), ("a", 6)].map(|(p, n)| (p.to_string(), n));
         assert_eq!(new, want);
+    }
+
+    /// With a limit of 4: 2 lines, a drop, then the run again finds other
+    /// files first. It is asked for 4 + 2 lines, and 4 lines are given in
+    /// all, with the last match's trailing context but no other context.
+    #[test]
+    fn a_search_run_again_keeps_the_limit_of_one_run() {
+        let line = |p: &str, n: u64, is_context: bool| PackedLine {
+            path: Bytes::copy_from_slice(p.as_bytes()),
+            line_number: n,
+            line: Bytes::new(),
+            ranges: vec![],
+            is_context,
+        };
+        let req = SearchRequest {
+            max_results: 4,
+            ..Default::default()
+        };
+        let mut d = Delivered::default();
+        assert_eq!(d.request(&req, false).max_results, 4);
+        let first = [("a", 1), ("a", 2)]
+            .into_iter()
+            .filter_map(|(p, n)| d.line(line(p, n, false)))
+            .count();
+        assert_eq!(first, 2);
+        assert_eq!(d.request(&req, true).max_results, 6, "room for the 2 again");
+        let again = [
+            ("b", 1, false),
+            ("b", 2, false),
+            ("b", 3, true),
+            ("c", 4, true),
+            ("c", 5, false),
+            ("a", 1, false),
+            ("a", 2, false),
+            ("a", 3, false),
+        ];
+        let new: Vec<_> = again
+            .into_iter()
+            .filter_map(|(p, n, c)| d.line(line(p, n, c)))
+            .map(|l| (l.path.to_string_lossy().into_owned(), l.line_number))
+            .collect();
+        let want = [("b", 1), ("b", 2), ("b", 3)].map(|(p, n)| (p.to_string(), n));
+        assert_eq!(new, want);
+        let stats = d.stats(SearchStats {
+            matched_lines: 6,
+            ..Default::default()
+        });
+        assert_eq!((stats.matched_lines, stats.truncated), (4, true));
     }
 }

@@ -1158,6 +1158,57 @@ async fn streams_of_reads_go_on_after_a_drop_and_never_join_two_versions() {
     );
     assert_eq!(done.expect("the stats came").matched_lines, n);
 
+    // The same with a limit, and the files that gave lines before the drop
+    // gone when it runs again: the run again finds the limit's worth in
+    // other files, and no more than the limit is given in all.
+    let many = dir.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    // Long lines and a high limit: more than is in flight at the drop.
+    let pad = "x".repeat(200);
+    let text: String = (1..=10_000).map(|i| format!("needle {i} {pad}\n")).collect();
+    for f in 0..24 {
+        std::fs::write(many.join(format!("f{f:02}.txt")), &text).unwrap();
+    }
+    let limit = 100_000;
+    let before = connections();
+    let mut g = client
+        .grep(SearchRequest {
+            path: many.as_os_str().as_encoded_bytes().to_vec().into(),
+            pattern: "needle".into(),
+            fixed_strings: true,
+            max_results: limit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut given = std::collections::HashSet::new();
+    let mut done = None;
+    while let Some(ev) = g.next().await {
+        match ev.expect("the search goes on") {
+            SearchEvent::Line(l) => {
+                assert!(
+                    given.insert((l.path.to_path_buf(), l.line_number)),
+                    "{} line {} twice",
+                    l.path.display(),
+                    l.line_number
+                );
+                if given.len() == 1000 {
+                    kill_ssh(&s);
+                    let files: std::collections::HashSet<_> =
+                        given.iter().map(|(p, _)| p.clone()).collect();
+                    for f in files {
+                        std::fs::remove_file(many.join(f)).unwrap();
+                    }
+                }
+            }
+            SearchEvent::Done(stats) => done = Some(stats),
+        }
+    }
+    assert!(connections() > before, "the link really dropped");
+    assert_eq!(given.len() as u64, limit, "the limit's worth, once each");
+    let done = done.expect("the stats came");
+    assert_eq!((done.matched_lines, done.truncated), (limit, true));
+
     // A tree download (with a read-only directory) cut after its first batch.
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("ro")).unwrap();
