@@ -86,33 +86,85 @@ const RELAY_GROWTH_BUDGET: usize = 64 << 20;
 static RELAY_GROWTH_LEFT: AtomicUsize = AtomicUsize::new(RELAY_GROWTH_BUDGET);
 
 /// A relay thread's buffer; its growth is taken from, and given back to,
-/// [`RELAY_GROWTH_LEFT`].
-struct RelayBuf(Vec<u8>);
+/// [`RELAY_GROWTH_LEFT`]. Mapped by itself (`mmap`), not from the heap, so
+/// that its memory goes back to the system when it is dropped: a forwarder
+/// that has carried a burst of bulk connections does not keep their buffers.
+struct RelayBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+/// Anonymous private memory of `len` bytes (zeroed, resident once touched).
+fn map(len: usize) -> io::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: a fresh anonymous mapping; no file, no fixed address.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    std::ptr::NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))
+}
+
+fn unmap(ptr: std::ptr::NonNull<u8>, len: usize) {
+    // SAFETY: a mapping of exactly `len` bytes made by `map`, no longer used.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+}
 
 impl RelayBuf {
-    fn new() -> Self {
-        Self(vec![0u8; RELAY_BUF_MIN])
+    fn new() -> io::Result<Self> {
+        Ok(Self {
+            ptr: map(RELAY_BUF_MIN)?,
+            len: RELAY_BUF_MIN,
+        })
     }
 
-    /// Doubles the buffer when it is below the maximum and the budget
-    /// allows; otherwise keeps it as it is.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes mapped read-write, owned by `self` alone.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Doubles the buffer (its contents are not kept) when it is below the
+    /// maximum and the budget allows; otherwise keeps it as it is.
     fn grow(&mut self) {
-        let more = self.0.len();
-        if self.0.len() >= RELAY_BUF_MAX {
+        let more = self.len;
+        if self.len >= RELAY_BUF_MAX {
             return;
         }
         let taken = RELAY_GROWTH_LEFT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
             left.checked_sub(more)
         });
-        if taken.is_ok() {
-            self.0.resize(self.0.len() + more, 0);
+        if taken.is_err() {
+            return;
+        }
+        match map(self.len + more) {
+            Ok(p) => {
+                unmap(self.ptr, self.len);
+                self.ptr = p;
+                self.len += more;
+            }
+            Err(_) => {
+                RELAY_GROWTH_LEFT.fetch_add(more, Ordering::Relaxed);
+            }
         }
     }
 }
 
 impl Drop for RelayBuf {
     fn drop(&mut self) {
-        RELAY_GROWTH_LEFT.fetch_add(self.0.len() - RELAY_BUF_MIN, Ordering::Relaxed);
+        unmap(self.ptr, self.len);
+        RELAY_GROWTH_LEFT.fetch_add(self.len - RELAY_BUF_MIN, Ordering::Relaxed);
     }
 }
 
@@ -128,10 +180,10 @@ impl Drop for RelayBuf {
 /// to the receiver instead of fresh ones in the relay's cache.
 fn copy_one_way(mut from: &std::net::TcpStream, mut to: &std::net::TcpStream) -> io::Result<u64> {
     use std::io::{Read, Write};
-    let mut buf = RelayBuf::new();
+    let mut buf = RelayBuf::new()?;
     let mut total = 0u64;
     loop {
-        let n = match from.read(&mut buf.0) {
+        let n = match from.read(buf.as_mut()) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -140,9 +192,9 @@ fn copy_one_way(mut from: &std::net::TcpStream, mut to: &std::net::TcpStream) ->
             let _ = to.shutdown(std::net::Shutdown::Write);
             return Ok(total);
         }
-        to.write_all(&buf.0[..n])?;
+        to.write_all(&buf.as_mut()[..n])?;
         total += n as u64;
-        if n == buf.0.len() {
+        if n == buf.len() {
             buf.grow();
         }
     }
@@ -225,26 +277,26 @@ mod tests {
     #[test]
     fn relay_buffers_grow_within_one_shared_budget_and_give_it_back() {
         let before = RELAY_GROWTH_LEFT.load(Ordering::Relaxed);
-        let mut bufs: Vec<RelayBuf> = (0..40).map(|_| RelayBuf::new()).collect();
+        let mut bufs: Vec<RelayBuf> = (0..40).map(|_| RelayBuf::new().unwrap()).collect();
         // One bulk stream alone reaches the maximum and stops there.
         for _ in 0..12 {
             bufs[0].grow();
         }
-        assert_eq!(bufs[0].0.len(), RELAY_BUF_MAX);
+        assert_eq!(bufs[0].len(), RELAY_BUF_MAX);
         for _ in 0..12 {
             for b in &mut bufs {
                 b.grow();
             }
         }
-        assert!(bufs.iter().all(|b| b.0.len() <= RELAY_BUF_MAX));
+        assert!(bufs.iter().all(|b| b.len() <= RELAY_BUF_MAX));
         assert!(
-            bufs[0].0.len() == RELAY_BUF_MAX,
+            bufs[0].len() == RELAY_BUF_MAX,
             "the first buffers reach the maximum"
         );
-        let grown: usize = bufs.iter().map(|b| b.0.len() - RELAY_BUF_MIN).sum();
+        let grown: usize = bufs.iter().map(|b| b.len() - RELAY_BUF_MIN).sum();
         assert!(grown <= before, "{grown} bytes of growth, budget {before}");
         assert!(
-            bufs.last().unwrap().0.len() < RELAY_BUF_MAX,
+            bufs.last().unwrap().len() < RELAY_BUF_MAX,
             "40 buffers of 4 MiB would exceed the budget: the last stays smaller"
         );
         drop(bufs);

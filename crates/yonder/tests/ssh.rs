@@ -1165,7 +1165,9 @@ async fn streams_of_reads_go_on_after_a_drop_and_never_join_two_versions() {
     std::fs::create_dir_all(&many).unwrap();
     // Long lines and a high limit: more than is in flight at the drop.
     let pad = "x".repeat(200);
-    let text: String = (1..=10_000).map(|i| format!("needle {i} {pad}\n")).collect();
+    let text: String = (1..=10_000)
+        .map(|i| format!("needle {i} {pad}\n"))
+        .collect();
     for f in 0..24 {
         std::fs::write(many.join(format!("f{f:02}.txt")), &text).unwrap();
     }
