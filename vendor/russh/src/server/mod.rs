@@ -101,8 +101,10 @@ pub struct Config {
     pub nodelay: bool,
     /// yonder patch: every channel (opened by the client or by us) starts
     /// with its window granted only by the application
-    /// ([`Handle::grant_window`]), from its first byte: no window is
-    /// granted automatically before the application takes over.
+    /// ([`Handle::grant_window`]), from its first byte, so that an
+    /// application that cannot take a channel's data yet stops the client
+    /// sending on that channel (RFC 4254 §5.2) instead of russh queueing
+    /// it, and the connection's other channels keep moving.
     pub manual_window: bool,
 }
 

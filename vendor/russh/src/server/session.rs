@@ -84,8 +84,6 @@ pub enum Msg {
         language_tag: String,
     },
     Channel(ChannelId, ChannelMsg),
-    /// yonder patch: see [`Handle::manual_window`].
-    ManualWindow(ChannelId),
     /// yonder patch: see [`Handle::grant_window`].
     GrantWindow(ChannelId, u32),
     ChannelOpenReply {
@@ -120,20 +118,9 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// yonder patch: from now on, the client's window on channel `id` is
-    /// only replenished by [`Self::grant_window`], so that an application
-    /// that cannot consume a channel's data yet stops the client sending
-    /// on that channel (RFC 4254 §5.2) instead of russh queueing it, and
-    /// the connection's other channels keep moving. Until this message is
-    /// processed, russh grants window on receipt as usual.
-    pub fn manual_window(&self, id: ChannelId) -> Result<(), ()> {
-        self.priority_sender
-            .send(Msg::ManualWindow(id))
-            .map_err(|_| ())
-    }
-
     /// yonder patch: lets the client send `bytes` more on channel `id`
-    /// (after [`Self::manual_window`]): call it for data once consumed.
+    /// (with [`Config::manual_window`](super::Config::manual_window)): call
+    /// it for data once consumed.
     /// Goes through the session's priority queue, so it is not held up
     /// behind output waiting for the client's window.
     pub fn grant_window(&self, id: ChannelId, bytes: u32) -> Result<(), ()> {
@@ -560,11 +547,6 @@ impl Session {
             }
             Msg::Channel(id, ChannelMsg::WindowAdjusted { new_size }) => {
                 debug!("window adjusted to {new_size:?} for channel {id:?}");
-            }
-            Msg::ManualWindow(id) => {
-                if let Some(ref mut enc) = self.common.encrypted {
-                    enc.set_manual_window(id);
-                }
             }
             Msg::GrantWindow(id, bytes) => {
                 if let Some(ref mut enc) = self.common.encrypted {
