@@ -628,7 +628,7 @@ fn flood(
 fn a_flooded_stdin_holds_up_only_its_own_channel() {
     let b = Bridge::local();
     let release = b.path("release");
-    flooded_stdin_holds_up_only_its_own_channel(&b, &release);
+    flooded_stdin_holds_up_only_its_own_channel(&b, &release, &release);
 }
 
 /// The same over SSH: the program's stdin goes through the `Exec` call's
@@ -639,25 +639,26 @@ fn a_flooded_stdin_over_ssh_holds_up_only_its_own_channel() {
     // Where the test user on the far side can see it.
     let release = b.sshd.as_ref().unwrap().remote_path("flood-release");
     let _ = std::fs::remove_file(&release);
-    flooded_stdin_holds_up_only_its_own_channel(&b, &release);
+    flooded_stdin_holds_up_only_its_own_channel(&b, &release, &release);
 }
 
-/// See [`a_flooded_stdin_holds_up_only_its_own_channel`]; `release` is a
-/// path both this test and the program see.
-fn flooded_stdin_holds_up_only_its_own_channel(b: &Bridge, release: &Path) {
+/// The same into a dev container: the program runs in the container
+/// through the direct-pipe path, and the forward's far end listens there.
+#[test]
+fn a_flooded_stdin_into_a_dev_container_holds_up_only_its_own_channel() {
+    let (p, b) = bridge_into_a_dev_container();
+    let there = PathBuf::from(format!("{}/flood-release", p.workspace()));
+    flooded_stdin_holds_up_only_its_own_channel(&b, &p.path().join("flood-release"), &there);
+}
+
+/// See [`a_flooded_stdin_holds_up_only_its_own_channel`]. `release` is a
+/// file this test creates to let the program end; `release_there` is the
+/// same file as the target sees it.
+fn flooded_stdin_holds_up_only_its_own_channel(b: &Bridge, release: &Path, release_there: &Path) {
     const FLOOD: usize = 256 << 20;
     let cm = b.path("cm.sock");
     let control = format!("ControlPath={}", cm.display());
-    // The far end of the forward accepts and never reads.
-    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let sink_port = sink.local_addr().unwrap().port();
-    // Two connections arrive: wait_port's probe, then the flood.
-    let (accepted_tx, accepted) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for s in sink.incoming().take(2) {
-            let _ = accepted_tx.send(s.unwrap());
-        }
-    });
+    let sink_port = free_port();
     let l = free_port();
     // The master's log and the bridge's (its ProxyCommand shares the
     // master's stderr) are shown if the end below hangs.
@@ -681,12 +682,45 @@ fn flooded_stdin_holds_up_only_its_own_channel(b: &Bridge, release: &Path) {
         assert!(start.elapsed() < DEADLINE, "no ControlMaster socket");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The far end of the forward, on the target (a session on the same
+    // connection): it accepts two connections, wait_port's probe and the
+    // flood, reads none until the release file exists, then tells whether
+    // one of them starts with 4 KiB of the flood's zeros.
+    let sink_script = r#"perl -MIO::Socket::INET -e '
+        $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1:PORT", Listen => 5, ReuseAddr => 1)
+            or die "listen: $!";
+        $| = 1;
+        print "ready\n";
+        push @c, scalar $s->accept for 1 .. 2;
+        select(undef, undef, undef, 0.05) until -e "RELEASE";
+        for $c (@c) {
+            $n = read($c, $b, 4096);
+            print(($n == 4096 && $b !~ /[^\0]/) ? "far zeros\n" : "far other\n");
+        }'"#
+    .replace("PORT", &sink_port.to_string())
+    .replace("RELEASE", &release_there.display().to_string());
+    let mut sink = Bg(b
+        .tool("ssh")
+        .args(["-o", &control, "br", &sink_script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ssh"));
+    let mut sink_out = std::io::BufReader::new(sink.0.stdout.take().unwrap());
+    // (The SSH test user's shell start-up prints a line of its own first.)
+    let mut line = String::new();
+    while line != "ready\n" {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut sink_out, &mut line).unwrap();
+        assert!(n > 0, "the sink on the target did not start");
+    }
     let mut flooded = b
         .tool("ssh")
         .args(["-o", &control, "br"])
         .arg(format!(
             "sleep 1; echo started; i=0; while [ ! -e {} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done; exit 5",
-            release.display()
+            release_there.display()
         ))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -761,16 +795,13 @@ fn flooded_stdin_holds_up_only_its_own_channel(b: &Bridge, release: &Path) {
     reader.join().unwrap();
     stdin_flood.join().unwrap();
     // The forward's far end got data, in order, and the connection ends.
-    let far = loop {
-        let mut s: std::net::TcpStream = accepted.recv_timeout(DEADLINE).unwrap();
-        let mut first = vec![1u8; 4096];
-        if s.read_exact(&mut first).is_ok() {
-            assert!(first.iter().all(|b| *b == 0));
-            break s;
-        }
-    };
+    let mut far = String::new();
+    std::io::Read::read_to_string(&mut sink_out, &mut far).unwrap();
+    let mut far: Vec<&str> = far.lines().filter(|l| l.starts_with("far ")).collect();
+    far.sort_unstable();
+    assert_eq!(far, ["far other", "far zeros"]);
+    drop(sink);
     drop(master);
-    drop(far);
     tcp_flood.join().unwrap();
 }
 
