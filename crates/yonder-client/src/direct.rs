@@ -28,11 +28,15 @@ impl Client {
     /// Connects to `host:port` as seen from the server and returns the
     /// socket itself; `Ok(None)` when this client has no direct path (the
     /// caller then uses [`Client::dial`]).
+    ///
+    /// A connection to `fdpass.sock` that answered is kept for the next
+    /// request (the daemon serves connect requests on it until it has been
+    /// idle a minute), which saves a connect and accept per forwarded
+    /// connection. One that the daemon has closed meanwhile (idle, or a
+    /// daemon that takes one request per connection) is replaced by a new
+    /// one.
     pub async fn dial_direct(&self, host: &str, port: u16) -> Result<Option<TcpStream>> {
         let Some(path) = self.fdpass.as_deref() else {
-            return Ok(None);
-        };
-        let Ok(mut conn) = UnixStream::connect(path).await else {
             return Ok(None);
         };
         let target = yonder_proto::host_port(host, port);
@@ -42,35 +46,101 @@ impl Client {
                 format!("asking the daemon to connect to {target}: {e}"),
             )
         };
-        fdpass::send(&conn, fdpass::CONNECT, &[])
-            .await
-            .map_err(io)?;
         let len = u16::try_from(target.len())
             .map_err(|_| RemoteError::new(ErrorKind::InvalidArgument, "host name too long"))?;
-        conn.write_u16(len).await.map_err(io)?;
-        conn.write_all(target.as_bytes()).await.map_err(io)?;
-        match fdpass::recv(&conn).await.map_err(io)? {
-            Some((fdpass::YES, fds)) => {
-                let fd = fds
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| io(io::Error::other("no socket came back")))?;
-                let sock = std::net::TcpStream::from(fd);
-                sock.set_nonblocking(true).map_err(io)?;
-                Ok(Some(TcpStream::from_std(sock).map_err(io)?))
+        while let Some(mut conn) = self.connect_conns.take() {
+            match ask_connect(&mut conn, len, &target).await {
+                Ok(Answer::Closed) | Err(_) => continue,
+                Ok(answer) => return self.answered(conn, answer),
             }
-            Some((_, _)) => {
-                let len = conn.read_u16().await.map_err(io)?;
-                let mut reason = vec![0u8; usize::from(len)];
-                conn.read_exact(&mut reason).await.map_err(io)?;
-                Err(RemoteError::new(
-                    ErrorKind::Io,
-                    String::from_utf8_lossy(&reason).into_owned(),
-                ))
+        }
+        let Ok(mut conn) = UnixStream::connect(path).await else {
+            return Ok(None);
+        };
+        let answer = ask_connect(&mut conn, len, &target).await.map_err(io)?;
+        self.answered(conn, answer)
+    }
+
+    fn answered(&self, conn: UnixStream, answer: Answer) -> Result<Option<TcpStream>> {
+        match answer {
+            Answer::Connected(sock) => {
+                self.connect_conns.put(conn);
+                Ok(Some(sock))
             }
-            // Closed without an answer: the daemon does not take requests
-            // from us (another user); the tunnel still works.
-            None => Ok(None),
+            Answer::Refused(reason) => {
+                self.connect_conns.put(conn);
+                Err(RemoteError::new(ErrorKind::Io, reason))
+            }
+            // Closed without an answer on a new connection: the daemon
+            // does not take requests from us (another user); the tunnel
+            // still works.
+            Answer::Closed => Ok(None),
+        }
+    }
+}
+
+/// What the daemon said to a connect request.
+enum Answer {
+    Connected(TcpStream),
+    /// It could not connect; the reason, in its words.
+    Refused(String),
+    Closed,
+}
+
+/// One connect request on `conn`. An error, or [`Answer::Closed`], leaves
+/// the connection unusable.
+async fn ask_connect(conn: &mut UnixStream, len: u16, target: &str) -> io::Result<Answer> {
+    // One write: the kind byte carries no fds here, and the daemon reads it
+    // alone before the rest.
+    let mut request = Vec::with_capacity(3 + target.len());
+    request.push(fdpass::CONNECT);
+    request.extend_from_slice(&len.to_be_bytes());
+    request.extend_from_slice(target.as_bytes());
+    conn.write_all(&request).await?;
+    match fdpass::recv(conn).await? {
+        Some((fdpass::YES, fds)) => {
+            let fd = fds
+                .into_iter()
+                .next()
+                .ok_or_else(|| io::Error::other("no socket came back"))?;
+            let sock = std::net::TcpStream::from(fd);
+            sock.set_nonblocking(true)?;
+            Ok(Answer::Connected(TcpStream::from_std(sock)?))
+        }
+        Some((_, _)) => {
+            let len = conn.read_u16().await?;
+            let mut reason = vec![0u8; usize::from(len)];
+            conn.read_exact(&mut reason).await?;
+            Ok(Answer::Refused(
+                String::from_utf8_lossy(&reason).into_owned(),
+            ))
+        }
+        None => Ok(Answer::Closed),
+    }
+}
+
+/// How long a client keeps an idle connection to `fdpass.sock`: well
+/// under the daemon's minute, so it is rarely closed under a request.
+const CONN_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+/// Most idle connections kept (parallel forwarded connections each take
+/// one while they ask).
+const CONN_IDLE_MAX: usize = 8;
+
+/// Idle connections to `fdpass.sock`, newest last.
+#[derive(Default)]
+pub(crate) struct IdleConns(std::sync::Mutex<Vec<(UnixStream, std::time::Instant)>>);
+
+impl IdleConns {
+    fn take(&self) -> Option<UnixStream> {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, since)| since.elapsed() < CONN_IDLE);
+        idle.pop().map(|(c, _)| c)
+    }
+
+    fn put(&self, conn: UnixStream) {
+        let mut idle = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < CONN_IDLE_MAX {
+            idle.push((conn, std::time::Instant::now()));
         }
     }
 }
@@ -200,11 +270,100 @@ fn copy_one_way(mut from: &std::net::TcpStream, mut to: &std::net::TcpStream) ->
     }
 }
 
-/// Stack of a relay thread: a few locals; its buffer is on the heap.
+/// Stack of a relay thread: a few locals; its buffer is mapped apart.
 const RELAY_STACK: usize = 64 * 1024;
+/// How long a relay thread with nothing to do waits for another connection
+/// before it ends.
+const RELAY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most relay threads kept waiting at once; more end when their connection
+/// does.
+const RELAY_IDLE_MAX: usize = 64;
+
+type RelayJob = Box<dyn FnOnce() + Send>;
+
+/// Relay threads that finished a connection wait a while for the next one,
+/// so a burst of short connections (a web page's requests) does not start
+/// two threads for each.
+struct RelayPool {
+    state: std::sync::Mutex<PoolState>,
+    wake: std::sync::Condvar,
+}
+
+struct PoolState {
+    jobs: std::collections::VecDeque<RelayJob>,
+    /// Threads waiting for a job. A job is queued only while there are
+    /// more of them than queued jobs, so each queued job has a taker.
+    idle: usize,
+}
+
+static RELAY_POOL: RelayPool = RelayPool::new();
+
+impl RelayPool {
+    const fn new() -> Self {
+        Self {
+            state: std::sync::Mutex::new(PoolState {
+                jobs: std::collections::VecDeque::new(),
+                idle: 0,
+            }),
+            wake: std::sync::Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // A job never runs under the lock, so a panic cannot leave the
+        // state half-changed.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `job` on a waiting thread, or on a new one.
+    fn run(&'static self, job: RelayJob) -> io::Result<()> {
+        {
+            let mut st = self.lock();
+            if st.idle > st.jobs.len() {
+                st.jobs.push_back(job);
+                self.wake.notify_one();
+                return Ok(());
+            }
+        }
+        std::thread::Builder::new()
+            .name("yonder-relay".into())
+            .stack_size(RELAY_STACK)
+            .spawn(move || self.work(job))
+            .map(drop)
+    }
+
+    fn work(&self, mut job: RelayJob) {
+        loop {
+            job();
+            let mut st = self.lock();
+            if st.idle >= RELAY_IDLE_MAX {
+                return;
+            }
+            st.idle += 1;
+            let deadline = std::time::Instant::now() + RELAY_IDLE;
+            job = loop {
+                if let Some(next) = st.jobs.pop_front() {
+                    st.idle -= 1;
+                    break next;
+                }
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    st.idle -= 1;
+                    return;
+                }
+                st = self
+                    .wake
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            };
+        }
+    }
+}
 
 /// Joins two connected sockets both ways until both have reached end of
-/// file, honouring half-close each way. Each direction is a thread; on an
+/// file, honouring half-close each way. Each direction is a thread (from
+/// [`RELAY_POOL`]); on an
 /// error both sockets are shut down, which ends the other direction too.
 pub async fn relay_sockets(a: TcpStream, b: TcpStream) -> io::Result<Relayed> {
     let (a, b) = (a.into_std()?, b.into_std()?);
@@ -213,17 +372,14 @@ pub async fn relay_sockets(a: TcpStream, b: TcpStream) -> io::Result<Relayed> {
     let (a2, b2) = (a.try_clone()?, b.try_clone()?);
     let one_way = move |from: std::net::TcpStream, to: std::net::TcpStream| {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("yonder-relay".into())
-            .stack_size(RELAY_STACK)
-            .spawn(move || {
-                let r = copy_one_way(&from, &to);
-                if r.is_err() {
-                    let _ = from.shutdown(std::net::Shutdown::Both);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                }
-                let _ = tx.send(r);
-            });
+        let spawned = RELAY_POOL.run(Box::new(move || {
+            let r = copy_one_way(&from, &to);
+            if r.is_err() {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            }
+            let _ = tx.send(r);
+        }));
         (spawned, rx)
     };
     let (up, up_rx) = one_way(a, b);
@@ -272,6 +428,50 @@ mod tests {
         let r = relay.await.unwrap().unwrap();
         assert_eq!(r.sent, data.len() as u64);
         assert_eq!(r.received, 15);
+    }
+
+    /// A finished relay thread takes the next connection; jobs that must
+    /// all run at once (each waits for the others) each get a thread.
+    #[test]
+    fn relay_threads_are_reused_and_never_leave_a_job_waiting() {
+        // A pool of its own: other tests' relays use the shared one.
+        static POOL: RelayPool = RelayPool::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run = |tx: std::sync::mpsc::Sender<std::thread::ThreadId>| {
+            POOL.run(Box::new(move || {
+                tx.send(std::thread::current().id()).unwrap();
+            }))
+            .unwrap();
+        };
+        run(tx.clone());
+        let first = rx.recv().unwrap();
+        // Until it waits in the pool, a new job starts a thread of its own.
+        let start = std::time::Instant::now();
+        while POOL.lock().idle == 0 {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        run(tx.clone());
+        assert_eq!(rx.recv().unwrap(), first, "the idle thread took the job");
+
+        const N: usize = 12;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(N));
+        for _ in 0..N {
+            let (barrier, tx) = (barrier.clone(), tx.clone());
+            POOL.run(Box::new(move || {
+                barrier.wait();
+                tx.send(std::thread::current().id()).unwrap();
+            }))
+            .unwrap();
+        }
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..N {
+            let id = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a job waited with no thread to run it");
+            ids.insert(id);
+        }
+        assert_eq!(ids.len(), N);
     }
 
     #[test]

@@ -118,6 +118,9 @@ pub struct Client {
     link: tokio::sync::watch::Receiver<LinkStatus>,
     /// The daemon's fd socket, for a daemon on this machine (see [`direct`]).
     fdpass: Option<Arc<PathBuf>>,
+    /// Connections to `fdpass.sock` that answered a connect request and may
+    /// take the next one (see [`direct`]).
+    connect_conns: Arc<direct::IdleConns>,
     /// How to start a bulk session on the target, when it has one (see [`bulk`]).
     bulk: Option<Arc<dyn bulk::BulkOpener>>,
 }
@@ -591,6 +594,7 @@ impl Client {
             redials,
             link,
             fdpass: None,
+            connect_conns: Arc::default(),
             bulk: None,
         })
     }

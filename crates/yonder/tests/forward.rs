@@ -309,6 +309,89 @@ async fn the_fd_socket_connects_refuses_clearly_and_survives_garbage() {
     );
 }
 
+/// One connection to `fdpass.sock` takes connect request after connect
+/// request, a refused one included; the client keeps using its connection,
+/// and one that the other end closed after a single request (a daemon of
+/// the previous version, or one that closed it for being idle) is replaced
+/// without an error.
+#[tokio::test]
+async fn one_fd_socket_connection_serves_many_connect_requests() {
+    use yonder_proto::fdpass;
+    let d = Daemon::start();
+    let http = http_server().await;
+    let fdpass_path = d.run_dir().join("fdpass.sock");
+    let closed = common::free_port();
+    let mut raw = tokio::net::UnixStream::connect(&fdpass_path).await.unwrap();
+    for port in [http.port(), closed, http.port(), http.port()] {
+        let target = format!("127.0.0.1:{port}");
+        let mut req = vec![fdpass::CONNECT];
+        req.extend_from_slice(&(target.len() as u16).to_be_bytes());
+        req.extend_from_slice(target.as_bytes());
+        raw.write_all(&req).await.unwrap();
+        let (kind, fds) = timeout(DEADLINE, fdpass::recv(&raw))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("an answer on the same connection");
+        if port == closed {
+            assert_eq!(kind, fdpass::NO);
+            assert!(fds.is_empty());
+            let len = raw.read_u16().await.unwrap();
+            let mut reason = vec![0u8; usize::from(len)];
+            raw.read_exact(&mut reason).await.unwrap();
+            let reason = String::from_utf8(reason).unwrap();
+            assert!(reason.contains("refused"), "{reason}");
+        } else {
+            assert_eq!(kind, fdpass::YES);
+            let [fd] = <[std::os::fd::OwnedFd; 1]>::try_from(fds).unwrap();
+            let s = std::net::TcpStream::from(fd);
+            assert_eq!(s.peer_addr().unwrap(), http);
+        }
+    }
+
+    // A stand-in for a daemon that closes each connection after two
+    // requests (as the daemon closes an idle one): it connects for the
+    // client as the daemon would.
+    let dir = tempfile::tempdir().unwrap();
+    let one_shot = dir.path().join("fdpass.sock");
+    let listener = tokio::net::UnixListener::bind(&one_shot).unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            for _ in 0..2 {
+                let Ok(Some((fdpass::CONNECT, _))) = fdpass::recv(&conn).await else {
+                    break;
+                };
+                let len = conn.read_u16().await.unwrap();
+                let mut target = vec![0u8; usize::from(len)];
+                conn.read_exact(&mut target).await.unwrap();
+                let to = String::from_utf8(target).unwrap();
+                let sock = std::net::TcpStream::connect(to).unwrap();
+                use std::os::fd::AsFd;
+                fdpass::send(&conn, fdpass::YES, &[sock.as_fd()])
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let c = d.client().await.with_fdpass(one_shot);
+    for _ in 0..5 {
+        let s = c
+            .dial_direct("127.0.0.1", http.port())
+            .await
+            .unwrap()
+            .expect("a direct connection");
+        assert_eq!(s.peer_addr().unwrap(), http);
+        // Let the stand-in close its end first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Five requests on three connections: each kept one served the next
+    // request until the stand-in had closed it.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn the_human_output_names_both_ends_and_an_explicit_bind_is_used() {
     let d = Daemon::start();

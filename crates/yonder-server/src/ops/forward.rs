@@ -587,11 +587,37 @@ fn port_event(open: bool, (addr, port): &(IpAddr, u16), v: &Known) -> pb::PortEv
 /// Longest `HOST:PORT` a [`fdpass::CONNECT`] request may name.
 const MAX_CONNECT_TARGET: usize = 1024;
 
+/// How long a connection on `fdpass.sock` that has answered a connect
+/// request waits for the next one.
+const CONNECT_IDLE: Duration = Duration::from_secs(60);
+
 /// [`yonder_proto::fdpass::CONNECT`]: a client on this machine (a `yonder
 /// forward` to the local target) asks the daemon to connect to `HOST:PORT`
 /// as seen from here and takes the connected socket, so its bytes need no
-/// HTTP/2 stream. Failures travel back as text, like a dial call's.
+/// HTTP/2 stream. Failures travel back as text, like a dial call's. The
+/// client may send further connect requests on the same connection (each
+/// forwarded connection then costs no connect and accept here); one idle
+/// for [`CONNECT_IDLE`] is closed.
 pub async fn connect_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
+    use yonder_proto::fdpass;
+    loop {
+        if !connect_once(&mut conn, id).await {
+            return;
+        }
+        match tokio::time::timeout(CONNECT_IDLE, fdpass::recv(&conn)).await {
+            Ok(Ok(Some((fdpass::CONNECT, fds)))) if fds.is_empty() => {}
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Ok(Some((kind, _)))) => {
+                return tracing::warn!(id, "fd request {kind:#04x} after a connect refused");
+            }
+            Ok(Err(e)) => return tracing::warn!(id, "malformed fd request: {e}"),
+        }
+    }
+}
+
+/// One connect request, its kind byte already read. False when the
+/// connection cannot take another.
+async fn connect_once(conn: &mut tokio::net::UnixStream, id: u64) -> bool {
     use yonder_proto::fdpass;
     let target = async {
         let len = usize::from(conn.read_u16().await?);
@@ -606,9 +632,9 @@ pub async fn connect_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             tracing::warn!(id, "malformed connect request: {e}");
-            return;
+            return false;
         }
-        Err(_) => return,
+        Err(_) => return false,
     };
     let parsed = target.rsplit_once(':').and_then(|(h, p)| {
         let host = h.trim_start_matches('[').trim_end_matches(']');
@@ -617,6 +643,9 @@ pub async fn connect_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
             port: p.parse().ok()?,
         })
     });
+    // A request that is not HOST:PORT gets its answer, then the connection
+    // is closed, as for any other malformed request.
+    let well_formed = parsed.is_some();
     let result = match parsed {
         Some(t) => dial(&t).await.map_err(|s| s.message().to_string()),
         None => Err(format!("{target:?} is not HOST:PORT")),
@@ -625,18 +654,23 @@ pub async fn connect_for_peer(mut conn: tokio::net::UnixStream, id: u64) {
         Ok(sock) => match sock.into_std() {
             Ok(std) => {
                 use std::os::fd::AsFd;
-                let _ = fdpass::send(&conn, fdpass::YES, &[std.as_fd()]).await;
+                fdpass::send(conn, fdpass::YES, &[std.as_fd()])
+                    .await
+                    .is_ok()
             }
-            Err(e) => tracing::warn!(id, "cannot hand over the connection to {target}: {e}"),
+            Err(e) => {
+                tracing::warn!(id, "cannot hand over the connection to {target}: {e}");
+                false
+            }
         },
         Err(reason) => {
             tracing::info!(id, "forward to {target} failed: {reason}");
-            if fdpass::send(&conn, fdpass::NO, &[]).await.is_ok() {
-                let reason = reason.as_bytes();
-                let reason = &reason[..reason.len().min(usize::from(u16::MAX))];
-                let _ = conn.write_u16(reason.len() as u16).await;
-                let _ = conn.write_all(reason).await;
-            }
+            let reason = reason.as_bytes();
+            let reason = &reason[..reason.len().min(usize::from(u16::MAX))];
+            fdpass::send(conn, fdpass::NO, &[]).await.is_ok()
+                && conn.write_u16(reason.len() as u16).await.is_ok()
+                && conn.write_all(reason).await.is_ok()
+                && well_formed
         }
     }
 }
