@@ -459,7 +459,7 @@ pub async fn run(opts: DaemonOptions) -> Result<DaemonOutcome, DaemonError> {
         idle_since: Mutex::new(Instant::now()),
         next_id: AtomicU64::new(1),
     });
-    let terminals = Arc::new(Registry::new(opts.terminal_grace));
+    let terminals = Arc::new(Registry::new(opts.terminal_grace).with_agent_links(run.path()));
     terminals.start_reaper();
     let routes = routes(terminals.clone());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

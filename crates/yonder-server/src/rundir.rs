@@ -114,6 +114,9 @@ impl RunDir {
         Ok(run)
     }
 
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
     pub fn socket(&self) -> PathBuf {
         self.dir.join("daemon.sock")
     }

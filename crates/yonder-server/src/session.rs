@@ -40,6 +40,17 @@ impl SessionEnv {
         req.extensions().get::<Self>().cloned()
     }
 
+    /// The value of `name` in this environment (the last one, as a shell
+    /// would keep it), if any.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .env
+            .iter()
+            .rev()
+            .find(|v| v.name.as_ref() == name.as_bytes())
+            .map(|v| v.value.as_ref())
+    }
+
     /// Replaces `cmd`'s inherited environment with the session's. Names that
     /// could not have come from an environment (empty, with `=` or NUL) are
     /// skipped.

@@ -386,3 +386,126 @@ async fn the_cli_shell_survives_a_killed_client() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real `ssh-agent` on `sock` holding one new key whose comment is
+/// `name`; killed on drop.
+fn agent_with_key(dir: &std::path::Path, name: &str) -> (ChildGuard, std::path::PathBuf) {
+    let sock = dir.join(format!("{name}.sock"));
+    let key = dir.join(name);
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let agent = ChildGuard(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    let start = Instant::now();
+    while !sock.exists() {
+        assert!(start.elapsed() < DEADLINE, "ssh-agent made no socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = std::process::Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (agent, sock)
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Agent forwarding across a reconnect: the terminal's `SSH_AUTH_SOCK`
+/// follows the session that attaches, so after the client is killed and a
+/// new session (with an agent of its own) re-attaches, `ssh-add -l` in the
+/// same shell lists the new session's key. The link goes with the terminal.
+#[tokio::test]
+async fn the_agent_socket_follows_the_session_that_attaches() {
+    let d = Daemon::start();
+    let (_a, a_sock) = agent_with_key(d.dir.path(), "key-a");
+    let (_b, b_sock) = agent_with_key(d.dir.path(), "key-b");
+    let sock = d.dir.path().join("tmux.sock").display().to_string();
+    let env = format!("YONDER_RUNTIME_DIR={}", d.run_dir().display());
+    let shell = format!(
+        "env {env} SSH_AUTH_SOCK={} {YONDER} shell local -- bash --norc --noprofile; sleep 60",
+        a_sock.display()
+    );
+    tmux(&["-S", &sock, "new-session", "-d", "-s", "one", &shell]);
+    let show = |tag: &str| format!("ssh-add -l | grep -o 'key-.' | sed 's/^/{tag}=/'");
+    tmux(&[
+        "-S",
+        &sock,
+        "send-keys",
+        "-t",
+        "one",
+        &show("first"),
+        "Enter",
+    ]);
+    pane_shows(&sock, "one", "first=key-a").await;
+    let pid = tmux(&[
+        "-S",
+        &sock,
+        "display-message",
+        "-p",
+        "-t",
+        "one",
+        "#{pane_pid}",
+    ]);
+    let st = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", pid.trim(), "-f", "shell local"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "no yonder client under the pane");
+
+    let c = d.client().await;
+    let start = Instant::now();
+    let id = loop {
+        let list = c.list_terminals().await.unwrap();
+        assert_eq!(list.len(), 1, "the terminal survives its client");
+        if list[0].attached == 0 {
+            break list[0].id.clone();
+        }
+        assert!(start.elapsed() < DEADLINE);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let link = d.run_dir().join(format!("agent-{id}.sock"));
+    assert_eq!(std::fs::read_link(&link).unwrap(), a_sock);
+    let attach = format!(
+        "env {env} SSH_AUTH_SOCK={} {YONDER} terminals local attach {id}; echo client-exit=$?; sleep 30",
+        b_sock.display()
+    );
+    tmux(&["-S", &sock, "new-session", "-d", "-s", "two", &attach]);
+    pane_shows(&sock, "two", "first=key-a").await;
+    tmux(&[
+        "-S",
+        &sock,
+        "send-keys",
+        "-t",
+        "two",
+        &show("second"),
+        "Enter",
+    ]);
+    let text = pane_shows(&sock, "two", "second=key-b").await;
+    assert!(!text.contains("second=key-a"), "{text}");
+    tmux(&["-S", &sock, "send-keys", "-t", "two", "exit 3", "Enter"]);
+    pane_shows(&sock, "two", "client-exit=3").await;
+    let _ = std::process::Command::new("tmux")
+        .args(["-S", &sock, "kill-server"])
+        .status();
+    eventually("the agent link goes with its terminal", || !link.exists()).await;
+}

@@ -22,7 +22,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +89,63 @@ pub struct Term {
     changed: watch::Sender<u64>,
     /// Serialises writes so two clients' inputs never interleave mid-chunk.
     input: tokio::sync::Mutex<()>,
+    /// The terminal's `SSH_AUTH_SOCK`: a link to the agent socket of the
+    /// session that last opened or attached it (see [`AgentLink`]).
+    agent: Option<AgentLink>,
+}
+
+/// A terminal outlives the ssh session that opened it, and with it that
+/// session's forwarded agent socket: after a reconnect, `git push` in the
+/// re-attached terminal would find no agent. So the terminal's
+/// `SSH_AUTH_SOCK` is a symbolic link in the daemon's 0700 runtime
+/// directory, pointed at the agent of each session that attaches (the last
+/// one wins when several are attached), as tmux users do by hand.
+#[derive(Debug)]
+struct AgentLink(PathBuf);
+
+/// Longest path a unix socket address holds (`sun_path`, with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl AgentLink {
+    /// A link at `dir/agent-ID.sock` to `agent`, when the path fits a
+    /// socket address.
+    fn create(dir: &Path, id: &str, agent: &[u8]) -> Option<Self> {
+        let link = Self(dir.join(format!("agent-{id}.sock")));
+        if link.0.as_os_str().len() > MAX_SOCKET_PATH {
+            tracing::debug!(path = %link.0.display(), "agent link path too long; the terminal keeps its session's SSH_AUTH_SOCK");
+            return None;
+        }
+        link.point_at(agent).then_some(link)
+    }
+
+    /// Points the link at `agent`, replacing it atomically.
+    fn point_at(&self, agent: &[u8]) -> bool {
+        let tmp = self.0.with_extension("sock.new");
+        let _ = std::fs::remove_file(&tmp);
+        let r = std::os::unix::fs::symlink(OsStr::from_bytes(agent), &tmp)
+            .and_then(|()| std::fs::rename(&tmp, &self.0));
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(path = %self.0.display(), "cannot link the terminal's agent socket: {e}");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for AgentLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The agent socket a session forwards, when it names one.
+fn session_agent(session: Option<&SessionEnv>) -> Option<&[u8]> {
+    session
+        .and_then(|s| s.get("SSH_AUTH_SOCK"))
+        .filter(|a| !a.is_empty() && !a.contains(&0))
 }
 
 impl Term {
@@ -199,6 +256,8 @@ pub struct Registry {
     grace: Duration,
     scrollback: usize,
     terms: Mutex<HashMap<String, Arc<Term>>>,
+    /// Where terminals' agent links go (the daemon's runtime directory).
+    agent_links: Option<PathBuf>,
 }
 
 impl Default for Registry {
@@ -213,7 +272,27 @@ impl Registry {
             grace,
             scrollback: DEFAULT_SCROLLBACK,
             terms: Mutex::new(HashMap::new()),
+            agent_links: None,
         }
+    }
+
+    /// Gives terminals opened by a session with an agent a link to it in
+    /// `dir` (see [`AgentLink`]). Links left by an earlier daemon (whose
+    /// terminals are gone) are removed.
+    pub fn with_agent_links(mut self, dir: &Path) -> Self {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.as_bytes();
+                if name.starts_with(b"agent-")
+                    && (name.ends_with(b".sock") || name.ends_with(b".sock.new"))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        self.agent_links = Some(dir.to_path_buf());
+        self
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Term>>> {
@@ -319,6 +398,17 @@ impl Registry {
         if let Some(env) = &session {
             env.apply(&mut cmd);
         }
+        let mut id_bytes = [0u8; 4];
+        getrandom::fill(&mut id_bytes)
+            .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))?;
+        let id = hex::encode(id_bytes);
+        let agent = match (&self.agent_links, session_agent(session.as_ref())) {
+            (Some(dir), Some(agent)) => AgentLink::create(dir, &id, agent),
+            _ => None,
+        };
+        if let Some(link) = &agent {
+            cmd.env("SSH_AUTH_SOCK", &link.0);
+        }
         cmd.env("TERM", "xterm-256color");
         for v in &req.env {
             if v.name.is_empty() || v.name.contains(&b'=') || v.name.contains(&0) {
@@ -337,9 +427,6 @@ impl Registry {
         // Our copy of the slave must go, or the master never sees EOF.
         drop(slave);
         let pid = child.id().unwrap_or(0);
-        let mut id_bytes = [0u8; 4];
-        getrandom::fill(&mut id_bytes)
-            .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))?;
         let mut command = program.display().to_string();
         for a in &req.args {
             command.push(' ');
@@ -351,7 +438,7 @@ impl Registry {
             .unwrap_or(0);
         let (changed, _) = watch::channel(0);
         let term = Arc::new(Term {
-            id: hex::encode(id_bytes),
+            id,
             command,
             cwd,
             started_ns,
@@ -370,6 +457,7 @@ impl Registry {
             }),
             changed,
             input: tokio::sync::Mutex::new(()),
+            agent,
         });
         self.map().insert(term.id.clone(), term.clone());
         tracing::info!(id = %term.id, pid, command = %term.command, "terminal opened");
@@ -539,6 +627,7 @@ impl Terminal for TerminalService {
         &self,
         req: Request<Streaming<pb::TerminalInput>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        let session = SessionEnv::of(&req);
         let mut input = req.into_inner();
         let first = input.message().await?.and_then(|m| m.message);
         let Some(terminal_input::Message::Attach(a)) = first else {
@@ -549,6 +638,9 @@ impl Terminal for TerminalService {
             .into());
         };
         let term = self.registry.get(&a.id)?;
+        if let (Some(link), Some(agent)) = (&term.agent, session_agent(session.as_ref())) {
+            link.point_at(agent);
+        }
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         tokio::spawn(pump_output(term.clone(), a.from_offset, tx));
         tokio::spawn(pump_input(term, input));
