@@ -246,6 +246,11 @@ fn tmux(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Types `line` and Enter into tmux `session`.
+fn type_line(sock: &str, session: &str, line: &str) {
+    tmux(&["-S", sock, "send-keys", "-t", session, line, "Enter"]);
+}
+
 async fn pane_shows(socket: &str, session: &str, needle: &str) -> String {
     let start = Instant::now();
     loop {
@@ -258,6 +263,38 @@ async fn pane_shows(socket: &str, session: &str, needle: &str) -> String {
             "pane never showed {needle:?}:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills the yonder client running in tmux `session` (not the remote
+/// shell) and returns the id of the terminal it had open, once the daemon
+/// lists it as detached.
+async fn kill_the_client_in(d: &Daemon, sock: &str, session: &str) -> String {
+    let pid = tmux(&[
+        "-S",
+        sock,
+        "display-message",
+        "-p",
+        "-t",
+        session,
+        "#{pane_pid}",
+    ]);
+    // The pane runs `sh -c …`; its child is our yonder client (via env exec).
+    let st = std::process::Command::new("pkill")
+        .args(["-KILL", "-P", pid.trim(), "-f", "shell local"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "no yonder client under the pane");
+    let c = d.client().await;
+    let start = Instant::now();
+    loop {
+        let list = c.list_terminals().await.unwrap();
+        assert_eq!(list.len(), 1, "the terminal survives its client");
+        if list[0].attached == 0 {
+            return list[0].id.clone();
+        }
+        assert!(start.elapsed() < DEADLINE);
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -286,58 +323,17 @@ async fn the_cli_shell_survives_a_killed_client() {
         "25",
         &shell,
     ]);
-    tmux(&[
-        "-S",
-        &sock,
-        "send-keys",
-        "-t",
-        "one",
-        "stty size; echo ready-$((2*21))",
-        "Enter",
-    ]);
+    type_line(&sock, "one", "stty size; echo ready-$((2*21))");
     pane_shows(&sock, "one", "ready-42").await;
     pane_shows(&sock, "one", "25 90").await;
-    tmux(&[
-        "-S",
+    type_line(
         &sock,
-        "send-keys",
-        "-t",
         "one",
         "for i in $(seq 1 40); do echo step$i; sleep 0.1; done",
-        "Enter",
-    ]);
+    );
     pane_shows(&sock, "one", "step2").await;
     // Kill the yonder client process itself (not the remote shell).
-    let pid: i32 = tmux(&[
-        "-S",
-        &sock,
-        "display-message",
-        "-p",
-        "-t",
-        "one",
-        "#{pane_pid}",
-    ])
-    .trim()
-    .parse()
-    .unwrap();
-    // The pane runs `sh -c …`; its child is our yonder client (via env exec).
-    let st = std::process::Command::new("pkill")
-        .args(["-KILL", "-P", &pid.to_string(), "-f", "shell local"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "no yonder client under the pane");
-
-    let c = d.client().await;
-    let start = Instant::now();
-    let id = loop {
-        let list = c.list_terminals().await.unwrap();
-        assert_eq!(list.len(), 1, "the terminal survives its client");
-        if list[0].attached == 0 {
-            break list[0].id.clone();
-        }
-        assert!(start.elapsed() < DEADLINE);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let id = kill_the_client_in(&d, &sock, "one").await;
     let attach =
         format!("env {env} {YONDER} terminals local attach {id}; echo client-exit=$?; sleep 30");
     tmux(&[
@@ -358,15 +354,7 @@ async fn the_cli_shell_survives_a_killed_client() {
         text.contains("ready-42"),
         "earlier output replayed:\n{text}"
     );
-    tmux(&[
-        "-S",
-        &sock,
-        "send-keys",
-        "-t",
-        "two",
-        "stty size; exit 5",
-        "Enter",
-    ]);
+    type_line(&sock, "two", "stty size; exit 5");
     let text = pane_shows(&sock, "two", "client-exit=5").await;
     assert!(
         text.contains("50 100"),
@@ -447,42 +435,9 @@ async fn the_agent_socket_follows_the_session_that_attaches() {
     );
     tmux(&["-S", &sock, "new-session", "-d", "-s", "one", &shell]);
     let show = |tag: &str| format!("ssh-add -l | grep -o 'key-.' | sed 's/^/{tag}=/'");
-    tmux(&[
-        "-S",
-        &sock,
-        "send-keys",
-        "-t",
-        "one",
-        &show("first"),
-        "Enter",
-    ]);
+    type_line(&sock, "one", &show("first"));
     pane_shows(&sock, "one", "first=key-a").await;
-    let pid = tmux(&[
-        "-S",
-        &sock,
-        "display-message",
-        "-p",
-        "-t",
-        "one",
-        "#{pane_pid}",
-    ]);
-    let st = std::process::Command::new("pkill")
-        .args(["-KILL", "-P", pid.trim(), "-f", "shell local"])
-        .status()
-        .unwrap();
-    assert!(st.success(), "no yonder client under the pane");
-
-    let c = d.client().await;
-    let start = Instant::now();
-    let id = loop {
-        let list = c.list_terminals().await.unwrap();
-        assert_eq!(list.len(), 1, "the terminal survives its client");
-        if list[0].attached == 0 {
-            break list[0].id.clone();
-        }
-        assert!(start.elapsed() < DEADLINE);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let id = kill_the_client_in(&d, &sock, "one").await;
     let link = d.run_dir().join(format!("agent-{id}.sock"));
     assert_eq!(std::fs::read_link(&link).unwrap(), a_sock);
     let attach = format!(
@@ -491,18 +446,10 @@ async fn the_agent_socket_follows_the_session_that_attaches() {
     );
     tmux(&["-S", &sock, "new-session", "-d", "-s", "two", &attach]);
     pane_shows(&sock, "two", "first=key-a").await;
-    tmux(&[
-        "-S",
-        &sock,
-        "send-keys",
-        "-t",
-        "two",
-        &show("second"),
-        "Enter",
-    ]);
+    type_line(&sock, "two", &show("second"));
     let text = pane_shows(&sock, "two", "second=key-b").await;
     assert!(!text.contains("second=key-a"), "{text}");
-    tmux(&["-S", &sock, "send-keys", "-t", "two", "exit 3", "Enter"]);
+    type_line(&sock, "two", "exit 3");
     pane_shows(&sock, "two", "client-exit=3").await;
     let _ = std::process::Command::new("tmux")
         .args(["-S", &sock, "kill-server"])
