@@ -449,6 +449,49 @@ async fn a_terminal_survives_its_ssh_connection_being_killed() {
         .status();
 }
 
+/// Agent forwarding across a reconnect: the terminal's `SSH_AUTH_SOCK`
+/// follows the ssh session that carries the client, so after the ssh
+/// connection is killed and the client reconnects (a new session, a new
+/// forwarded agent socket; the old one is gone), `ssh-add -l` in the same
+/// remote shell still reaches the user's agent.
+#[test]
+fn the_forwarded_agent_works_in_a_terminal_after_a_reconnect() {
+    let s = Sshd::start();
+    let (_agent, agent_sock) = agent_with_key(&s.dir, "key-a");
+    let config = s.write_config(
+        "config-agent",
+        "yt",
+        "id_ed25519",
+        "known_hosts",
+        "  ForwardAgent yes\n",
+    );
+    // (The ssh master this starts carries the agent for later sessions.)
+    ok(s.cli_with(&config)
+        .env("SSH_AUTH_SOCK", &agent_sock)
+        .args(["info", "yt"]));
+    let sock = s.dir.join("tmux.sock").display().to_string();
+    let env = s.env_line(&config);
+    let cmd = format!(
+        "env {env} SSH_AUTH_SOCK={} {YONDER} shell yt -- bash --norc --noprofile; sleep 60",
+        agent_sock.display()
+    );
+    tmux(&sock, &["new-session", "-d", "-s", "p", &cmd]);
+    let show = |tag: &str| format!("ssh-add -l | grep -o 'key-.' | sed 's/^/{tag}=/'");
+    tmux(&sock, &["send-keys", "-t", "p", &show("first"), "Enter"]);
+    pane_shows(&sock, "first=key-a");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &format!("{}/ssh/", s.run_dir.display())])
+        .status();
+    pane_shows(&sock, "[yonder: reconnected]");
+    tmux(&sock, &["send-keys", "-t", "p", &show("second"), "Enter"]);
+    pane_shows(&sock, "second=key-a");
+    let _ = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(&sock)
+        .arg("kill-server")
+        .status();
+}
+
 /// ProxyJump through a second sshd: every ssh_config feature works because
 /// yonder drives the user's own ssh.
 #[test]

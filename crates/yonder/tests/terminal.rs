@@ -375,49 +375,6 @@ async fn the_cli_shell_survives_a_killed_client() {
     }
 }
 
-/// A real `ssh-agent` on `sock` holding one new key whose comment is
-/// `name`; killed on drop.
-fn agent_with_key(dir: &std::path::Path, name: &str) -> (ChildGuard, std::path::PathBuf) {
-    let sock = dir.join(format!("{name}.sock"));
-    let key = dir.join(name);
-    let st = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let agent = ChildGuard(
-        std::process::Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&sock)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("ssh-agent"),
-    );
-    let start = Instant::now();
-    while !sock.exists() {
-        assert!(start.elapsed() < DEADLINE, "ssh-agent made no socket");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let o = std::process::Command::new("ssh-add")
-        .arg(&key)
-        .env("SSH_AUTH_SOCK", &sock)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    (agent, sock)
-}
-
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Agent forwarding across a reconnect: the terminal's `SSH_AUTH_SOCK`
 /// follows the session that attaches, so after the client is killed and a
 /// new session (with an agent of its own) re-attaches, `ssh-add -l` in the

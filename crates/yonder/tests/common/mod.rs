@@ -271,3 +271,49 @@ pub fn yonder_temps(dir: &Path) -> Vec<std::ffi::OsString> {
         .filter(|n| n.to_string_lossy().contains(".yonder-"))
         .collect()
 }
+
+/// A real `ssh-agent` on `sock` holding one new key whose comment is
+/// `name`; killed on drop.
+#[allow(dead_code)]
+pub fn agent_with_key(dir: &std::path::Path, name: &str) -> (ChildGuard, std::path::PathBuf) {
+    let sock = dir.join(format!("{name}.sock"));
+    let key = dir.join(name);
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let agent = ChildGuard(
+        std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent"),
+    );
+    let start = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(start.elapsed() < DEADLINE, "ssh-agent made no socket");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = std::process::Command::new("ssh-add")
+        .arg(&key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (agent, sock)
+}
+
+/// A child process killed and reaped on drop.
+#[allow(dead_code)]
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
