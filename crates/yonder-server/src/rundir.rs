@@ -21,7 +21,7 @@ pub const RUNTIME_DIR_ENV: &str = "YONDER_RUNTIME_DIR";
 pub const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `sun_path` holds 108 bytes on Linux (104 on macOS) including the NUL.
-const MAX_SOCKET_PATH: usize = 100;
+pub(crate) const MAX_SOCKET_PATH: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunDirError {

@@ -101,18 +101,22 @@ pub struct Term {
 /// directory, pointed at the agent of each session that attaches (the last
 /// one wins when several are attached), as tmux users do by hand.
 #[derive(Debug)]
-struct AgentLink(PathBuf);
-
-/// Longest path a unix socket address holds (`sun_path`, with its NUL).
-const MAX_SOCKET_PATH: usize = 107;
+struct AgentLink {
+    path: PathBuf,
+    /// Two sessions attaching at once take turns with the temp name.
+    repointing: Mutex<()>,
+}
 
 impl AgentLink {
     /// A link at `dir/agent-ID.sock` to `agent`, when the path fits a
-    /// socket address.
+    /// socket address (the runtime directory's own limit).
     fn create(dir: &Path, id: &str, agent: &[u8]) -> Option<Self> {
-        let link = Self(dir.join(format!("agent-{id}.sock")));
-        if link.0.as_os_str().len() > MAX_SOCKET_PATH {
-            tracing::debug!(path = %link.0.display(), "agent link path too long; the terminal keeps its session's SSH_AUTH_SOCK");
+        let link = Self {
+            path: dir.join(format!("agent-{id}.sock")),
+            repointing: Mutex::new(()),
+        };
+        if link.path.as_os_str().len() > crate::rundir::MAX_SOCKET_PATH {
+            tracing::debug!(path = %link.path.display(), "agent link path too long; the terminal keeps its session's SSH_AUTH_SOCK");
             return None;
         }
         link.point_at(agent).then_some(link)
@@ -120,15 +124,16 @@ impl AgentLink {
 
     /// Points the link at `agent`, replacing it atomically.
     fn point_at(&self, agent: &[u8]) -> bool {
-        let tmp = self.0.with_extension("sock.new");
+        let _turn = self.repointing.lock().unwrap_or_else(|p| p.into_inner());
+        let tmp = self.path.with_extension("sock.new");
         let _ = std::fs::remove_file(&tmp);
         let r = std::os::unix::fs::symlink(OsStr::from_bytes(agent), &tmp)
-            .and_then(|()| std::fs::rename(&tmp, &self.0));
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
         match r {
             Ok(()) => true,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                tracing::warn!(path = %self.0.display(), "cannot link the terminal's agent socket: {e}");
+                tracing::warn!(path = %self.path.display(), "cannot link the terminal's agent socket: {e}");
                 false
             }
         }
@@ -137,7 +142,7 @@ impl AgentLink {
 
 impl Drop for AgentLink {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -407,7 +412,7 @@ impl Registry {
             _ => None,
         };
         if let Some(link) = &agent {
-            cmd.env("SSH_AUTH_SOCK", &link.0);
+            cmd.env("SSH_AUTH_SOCK", &link.path);
         }
         cmd.env("TERM", "xterm-256color");
         for v in &req.env {
